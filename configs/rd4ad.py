@@ -1,0 +1,20 @@
+"""RD4AD (Deng & Li, CVPR 2022) with the official recipe (REFERENCE_SPEC §2.4).
+
+    python -m rgpkd_jax.main --config configs/rd4ad.py:mvtec_ad/bottle --workdir workdirs/rd4ad_bottle
+
+Adam 0.005, betas (0.5, 0.999), batch 16, 200 epochs, 256 px, WideResNet50-2 teacher, flattened
+cosine loss; anomaly map = sum of per-level 1-cos maps, Gaussian sigma 4, score = max.
+"""
+
+from rgpkd_jax.config_base import base_config
+
+
+def get_config(arg=None):
+    c = base_config("rd4ad", arg)
+    with c.unlocked():
+        c.model.skips = False
+        c.model.loss = "cosine"          # cosine (official) | mse | mix
+        c.model.consistency_rate = 0.0
+        c.model.include_unused_conv4 = False
+    c.lock()
+    return c

@@ -1,0 +1,21 @@
+"""SK-RD4AD (Park et al., CVPRW 2025): RD4AD + non-corresponding skips (REFERENCE_SPEC §3).
+
+    python -m rgpkd_jax.main --config configs/sk_rd4ad.py:mvtec_ad/bottle --workdir workdirs/sk_bottle
+
+Official recipe: as RD4AD, skips E3->D2 and E2->D3, cosine loss (--L2 0) plus rate x the
+inter-level consistency loss; rate 0.05 for a single class (the official `--class all` run
+silently overrides it to 0.005).
+"""
+
+from rgpkd_jax.config_base import base_config
+
+
+def get_config(arg=None):
+    c = base_config("sk_rd4ad", arg)
+    with c.unlocked():
+        c.model.skips = True
+        c.model.loss = "cosine"          # cosine (official --L2 0) | mse (1) | mix (2)
+        c.model.consistency_rate = 0.05
+        c.model.include_unused_conv4 = False
+    c.lock()
+    return c

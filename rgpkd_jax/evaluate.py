@@ -1,0 +1,176 @@
+"""Runs a trained model over a test split: anomaly maps -> metrics JSON, figures, a decision threshold.
+
+The map of every method is the RD4AD one (sum over levels of 1 - cos, bilinear align_corners=True
+upsampling, Gaussian sigma 4, score = max), computed in the same jit as the forward pass; RGPKD can
+add a weighted reconstruction-error map (`eval.reconstruction_weight`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from rgpkd_jax import anomaly_maps, sharding
+from rgpkd_jax.data import pipeline, preprocess
+from rgpkd_jax.metrics import summary
+
+METRICS_FILE = "eval_metrics.json"
+THRESHOLD_FILE = "threshold.json"
+
+
+def make_map_fn(model: nnx.Module, config):
+    """A jitted `(state, images) -> (maps, scores)` for `model`, plus the state to call it with."""
+    ec = config.eval
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def maps_and_scores(state, images):
+        model = nnx.merge(graphdef, state)
+        features = model(images, train=False)
+        maps = anomaly_maps.anomaly_map(features.teacher, features.student, images.shape[1:3],
+                                        sigma=ec.sigma, combine=ec.combine)
+        if ec.reconstruction_weight and features.reconstruction is not None:
+            maps = maps + ec.reconstruction_weight * anomaly_maps.gaussian_blur(
+                anomaly_maps.reconstruction_error_map(features.reconstruction,
+                                                      preprocess.denormalize(images)), sigma=ec.sigma)
+        return maps, anomaly_maps.image_scores(maps, mode=ec.score, k=ec.topk)
+
+    return maps_and_scores, state
+
+
+class MapRunner:
+    """Feeds batches of any size through the jitted map function on the device mesh.
+
+    Batches are padded to a fixed size so the function compiles once; BN is in inference mode,
+    so padding cannot change the other images' results.
+    """
+
+    def __init__(self, model, config):
+        self.mesh = sharding.make_mesh()
+        self.batch_size = _round_up(config.eval.batch_size, self.mesh.devices.size)
+        self.fn, state = make_map_fn(model, config)
+        self.state = jax.device_put(state, sharding.replicated(self.mesh))
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(images)
+        maps, scores = [], []
+        for start in range(0, n, self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            padded = np.zeros((self.batch_size, *chunk.shape[1:]), chunk.dtype)
+            padded[:len(chunk)] = chunk
+            batch = jax.device_put(padded, sharding.batch_sharded(self.mesh))
+            m, s = self.fn(self.state, batch)
+            maps.append(np.asarray(m)[:len(chunk)])
+            scores.append(np.asarray(s)[:len(chunk)])
+        return np.concatenate(maps), np.concatenate(scores)
+
+
+def _round_up(x: int, multiple: int) -> int:
+    return -(-x // multiple) * multiple
+
+
+def collect_test_predictions(model, config) -> dict[str, np.ndarray]:
+    """Maps, scores and ground truth of the whole test split, in dataset order."""
+    runner = MapRunner(model, config)
+    parts: dict[str, list] = {k: [] for k in ("map", "score", "mask", "label", "defect_type",
+                                               "file_name", "image")}
+    keep_images = config.eval.num_visualise > 0
+    for batch in pipeline.test_batches(config, batch_size=runner.batch_size):
+        maps, scores = runner(batch["image"])
+        parts["map"].append(maps)
+        parts["score"].append(scores)
+        for key in ("mask", "label", "defect_type", "file_name"):
+            parts[key].append(np.asarray(batch[key]))
+        if keep_images:
+            parts["image"].append(_to_uint8(batch["image"]))
+    if not parts["map"]:
+        raise ValueError(f"the test split of {config.dataset.name}/{config.dataset.category} is empty")
+    return {k: np.concatenate(v) for k, v in parts.items() if v}
+
+
+def _to_uint8(images: np.ndarray) -> np.ndarray:
+    return (np.clip(np.asarray(preprocess.denormalize(images)), 0, 1) * 255).round().astype(np.uint8)
+
+
+def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = None) -> dict:
+    """Evaluates `model` on the test split; writes `eval_metrics.json` and figures into workdir."""
+    predictions = collect_test_predictions(model, config)
+    ec = config.eval
+    metrics = summary.compute_metrics(
+        predictions["map"], predictions["mask"], predictions["label"], scores=predictions["score"],
+        defect_types=predictions["defect_type"], fpr_limit=ec.fpr_limit,
+        per_image_aupro=ec.rd4ad_per_image_aupro)
+    result = {
+        "dataset": config.dataset.name, "category": config.dataset.category,
+        "method": config.method, "num_test_images": int(len(predictions["label"])),
+        "image_size": config.dataset.image_size, "teacher": teacher_info or {},
+        "metrics": metrics,
+    }
+    if (teacher_info or {}).get("weights") == "random":
+        result["warning"] = teacher_info.get("warning")
+    _write_json(os.path.join(workdir, METRICS_FILE), result)
+    if ec.num_visualise > 0:
+        from rgpkd_jax import visualize
+        visualize.write_figures(predictions, config, workdir)
+    print_summary(result)
+    return result
+
+
+def print_summary(result: dict) -> None:
+    m = result["metrics"]
+    lines = [f"{result['method']} on {result['dataset']}/{result['category']} "
+             f"({result['num_test_images']} test images):",
+             f"  image AUROC              {m['image_auroc']:.4f}",
+             f"  pixel AUROC              {m['pixel_auroc']:.4f}",
+             f"  AU-PRO (official, 0.3)   {m['aupro']:.4f}"]
+    if "aupro_rd4ad_per_image" in m:
+        lines.append(f"  AUPRO (RD4AD per-image)  {m['aupro_rd4ad_per_image']:.4f}")
+    if result.get("warning"):
+        lines.append("  WARNING: " + result["warning"])
+    text = "\n".join(lines)
+    logging.info("%s", text)
+    print(text, flush=True)
+
+
+def compute_threshold(model, config, workdir: str) -> dict:
+    """Decision threshold from normal (training) images only: a quantile of their image scores.
+
+    Training images were fitted, so their scores run lower than unseen normal images': the
+    quantile (`eval.threshold_quantile`, default 0.99) is a starting point to tune, not a guarantee.
+    """
+    runner = MapRunner(model, config)
+    scores = [runner(b["image"])[1] for b in pipeline.bank_batches(config, batch_size=runner.batch_size)]
+    scores = np.concatenate(scores)
+    q = config.eval.threshold_quantile
+    info = {"threshold": float(np.quantile(scores, q)), "quantile": q,
+            "source": "image scores of the training split (normal images only)",
+            "num_images": int(len(scores)), "score": config.eval.score}
+    _write_json(os.path.join(workdir, THRESHOLD_FILE), info)
+    return info
+
+
+def evaluate_checkpoint(config, workdir: str) -> dict:
+    from rgpkd_jax import train
+    model, teacher_info, step = train.load_trained_model(config, workdir)
+    logging.info("evaluating the checkpoint of step %d", step)
+    return evaluate_model(model, config, workdir, teacher_info=teacher_info)
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=_json_default)
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -1,0 +1,239 @@
+"""One data-parallel train loop for RD4AD, SK-RD4AD and RGPKD.
+
+`train_and_evaluate(config, workdir)` builds the model through `models.build_model`, loads the
+teacher, and runs a `jax.jit` train step over a ('data',) mesh of all devices (batch sharded, state
+replicated and donated). Checkpoints (orbax) hold the model, the optimiser, the step and the data
+iterator's position, so a rerun with the same workdir resumes exactly where the last one stopped.
+Nothing here looks at test data: evaluation happens once, after the last step.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from flax import nnx
+
+from rgpkd_jax import metric_writer, sharding
+from rgpkd_jax import teacher as teacher_lib
+from rgpkd_jax.data import pipeline
+from rgpkd_jax.models import TRAINABLE, build_model
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; training stopped and the last good checkpoint was kept."""
+
+
+def make_schedule(tc: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
+    lr = tc.learning_rate
+    warmup = int(round(tc.warmup_epochs * steps_per_epoch))
+    if tc.schedule == "constant":
+        return optax.constant_schedule(lr)
+    if tc.schedule == "warmup_linear_decay":
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, lr, max(warmup, 1)),
+             optax.linear_schedule(lr, 0.0, max(total_steps - warmup, 1))], [max(warmup, 1)])
+    if tc.schedule == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total_steps, warmup + 1))
+    raise ValueError(f"unknown train.schedule {tc.schedule!r}; use constant, warmup_linear_decay or warmup_cosine")
+
+
+def make_optimizer(tc: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+    if tc.optimizer == "adam":
+        # optax adds eps outside the square root, as PyTorch's Adam does.
+        tx = optax.adam(schedule, b1=tc.b1, b2=tc.b2, eps=tc.eps)
+        return optax.chain(optax.add_decayed_weights(tc.weight_decay), tx) if tc.weight_decay else tx
+    if tc.optimizer == "adamw":
+        return optax.adamw(schedule, b1=tc.b1, b2=tc.b2, eps=tc.eps, weight_decay=tc.weight_decay)
+    if tc.optimizer == "sgd":
+        tx = optax.sgd(schedule, momentum=tc.momentum)
+        return optax.chain(optax.add_decayed_weights(tc.weight_decay), tx) if tc.weight_decay else tx
+    raise ValueError(f"unknown train.optimizer {tc.optimizer!r}; use adam, adamw or sgd")
+
+
+def make_train_step(graphdef):
+    """The jitted step: (state, batch) -> (state, metrics). `state` is donated."""
+
+    @functools.partial(jax.jit, donate_argnums=(0,))
+    def train_step(state, batch):
+        nodes = nnx.merge(graphdef, state)
+        model, optimizer = nodes["model"], nodes["optimizer"]
+
+        def loss_fn(model):
+            features = model(batch["image"], train=True, indices=batch.get("index"))
+            return model.loss(features, batch["image"])
+
+        grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, TRAINABLE), has_aux=True)
+        (loss, terms), grads = grad_fn(model)
+        optimizer.update(model, grads)
+        return nnx.state(nodes), {"loss": loss, **terms}
+
+    return train_step
+
+
+def _checkpoint_manager(workdir: str, tc) -> ocp.CheckpointManager:
+    import grain.python as grain
+    options = ocp.CheckpointManagerOptions(max_to_keep=tc.max_to_keep, create=True)
+    return ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "data": grain.PyGrainCheckpointHandler()})
+
+
+def _save(manager, step: int, state, data_iterator) -> None:
+    import grain.python as grain
+    manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state.to_pure_dict()),
+        data=grain.PyGrainCheckpointSave(data_iterator)))
+    manager.wait_until_finished()
+
+
+def _restore(manager, step: int, state, data_iterator):
+    import grain.python as grain
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.to_pure_dict())
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target),
+        data=grain.PyGrainCheckpointRestore(data_iterator)))
+    nnx.replace_by_pure_dict(state, restored["state"])
+    return state
+
+
+def setup_model(config, *, train_data_for_bank=None):
+    """Builds the model, loads the teacher, and (RGPKD) fills its prompt bank."""
+    model = build_model(config, nnx.Rngs(config.seed))
+    teacher_info = teacher_lib.load_into(model, config)
+    if hasattr(model, "build_bank") and train_data_for_bank is not None:
+        model.build_bank(train_data_for_bank())
+    return model, teacher_info
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       evaluate_after: bool = True, data_source=None) -> dict:
+    """Trains (resuming from the workdir's last checkpoint) and, if asked, evaluates the result.
+
+    `data_source` replaces the dataset's train iterator factory (tests inject faults with it).
+    Returns the evaluation metrics, or a training summary when `evaluate_after` is False.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    tc = config.train
+    mesh = sharding.make_mesh()
+    sharding.check_global_batch(tc.batch_size, mesh)
+    num_train = pipeline.num_examples(config, "train")
+    steps_per_epoch = num_train // tc.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training split has {num_train} images, fewer than train.batch_size="
+                         f"{tc.batch_size}; lower --config.train.batch_size")
+    total_steps = tc.epochs * steps_per_epoch
+
+    model, teacher_info = setup_model(
+        config, train_data_for_bank=lambda: pipeline.bank_batches(config, batch_size=tc.batch_size))
+    _write_json(os.path.join(workdir, "run_info.json"), {
+        "config": config.to_dict(), "teacher": teacher_info, "num_train": num_train,
+        "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        "devices": [str(d) for d in jax.devices()], "process_count": jax.process_count(),
+        "jax_version": jax.__version__})
+
+    schedule = make_schedule(tc, total_steps, steps_per_epoch)
+    graphdef, state = _split_train_state(model, tc, schedule)
+    state = jax.device_put(state, sharding.replicated(mesh))
+
+    make_iterator = data_source or (lambda: pipeline.train_iterator(
+        config, seed=config.seed, shard_index=jax.process_index(), shard_count=jax.process_count()))
+    data_iterator = make_iterator()
+    manager = _checkpoint_manager(workdir, tc)
+    step = manager.latest_step() or 0
+    if step:
+        state = _restore(manager, step, state, data_iterator)
+        state = jax.device_put(state, sharding.replicated(mesh))
+        logging.info("resumed from the checkpoint at step %d of %d", step, total_steps)
+
+    train_step = make_train_step(graphdef)
+    writer = metric_writer.MetricWriter(workdir, total_steps, step, enabled=jax.process_index() == 0)
+    stop_at = total_steps if not tc.get("max_steps_this_run") else min(total_steps, step + tc.max_steps_this_run)
+    window_start, window_steps, pending = time.perf_counter(), 0, []
+    last_saved = step
+    try:
+        while step < stop_at:
+            batch = sharding.shard_batch(next(data_iterator), mesh)
+            state, metrics = train_step(state, batch)
+            step += 1
+            window_steps += 1
+            pending.append((step, metrics["loss"]))
+            at_checkpoint = step % tc.checkpoint_every_steps == 0 or step == stop_at
+            if step % tc.log_every_steps == 0 or at_checkpoint:
+                _raise_if_nonfinite(pending, last_saved)  # blocks: also ends the timing window
+                elapsed = time.perf_counter() - window_start
+                writer.write(step, {
+                    "epoch": step / steps_per_epoch,
+                    "learning_rate": float(schedule(step - 1)),
+                    **{k: float(v) for k, v in metrics.items()},
+                    "images_per_sec": window_steps * tc.batch_size / elapsed,
+                    "step_time_s": elapsed / window_steps,
+                })
+                writer.advance(window_steps)
+                window_start, window_steps, pending = time.perf_counter(), 0, []
+            if at_checkpoint:
+                _save(manager, step, state, data_iterator)
+                last_saved = step
+    finally:
+        writer.close()
+        manager.close()
+
+    model = nnx.merge(graphdef, state)["model"]
+    if step < total_steps:
+        logging.info("stopped at step %d of %d (train.max_steps_this_run); rerun to resume", step, total_steps)
+        return {"step": step, "total_steps": total_steps, "finished": False}
+    from rgpkd_jax import evaluate
+    evaluate.compute_threshold(model, config, workdir)  # normal training images only
+    if not evaluate_after:
+        return {"step": step, "total_steps": total_steps, "finished": True}
+    return evaluate.evaluate_model(model, config, workdir, teacher_info=teacher_info)
+
+
+def _raise_if_nonfinite(pending: list, last_saved: int) -> None:
+    for step, loss in pending:
+        value = float(loss)
+        if not np.isfinite(value):
+            raise NonFiniteLossError(
+                f"the loss became {value} at step {step}; training stopped. The last good checkpoint "
+                f"(step {last_saved}) is kept. Lower --config.train.learning_rate or check the data.")
+
+
+def _split_train_state(model, tc, schedule):
+    """(graphdef, state) of {'model', 'optimizer'}: what the train step updates and checkpoints hold."""
+    optimizer = nnx.Optimizer(model, make_optimizer(tc, schedule), wrt=TRAINABLE)
+    return nnx.split({"model": model, "optimizer": optimizer})
+
+
+def load_trained_model(config: ml_collections.ConfigDict, workdir: str):
+    """(model, teacher_info, step) of the workdir's last checkpoint, for evaluation and prediction."""
+    manager = _checkpoint_manager(workdir, config.train)
+    step = manager.latest_step()
+    if step is None:
+        manager.close()
+        raise FileNotFoundError(
+            f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first with "
+            f"--mode=train (same --config and --workdir)")
+    model, teacher_info = setup_model(config)
+    # The optimiser state is restored too (the checkpoint holds both); its schedule is irrelevant.
+    graphdef, state = _split_train_state(model, config.train, optax.constant_schedule(0.0))
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.to_pure_dict())
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    manager.close()
+    nnx.replace_by_pure_dict(state, restored["state"])
+    return nnx.merge(graphdef, state)["model"], teacher_info, step
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)

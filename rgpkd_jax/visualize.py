@@ -1,0 +1,88 @@
+"""Figures of an evaluation: an image / ground truth / heat-map sheet and the ROC and PRO curves."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from rgpkd_jax.metrics import aupro, auroc
+
+SHEET_FILE = "examples.png"
+CURVES_FILE = "curves.png"
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def pick_examples(labels: np.ndarray, scores: np.ndarray, per_kind: int) -> list[int]:
+    """The highest-scoring good images and a spread of defective ones (deterministic)."""
+    good = np.flatnonzero(labels == 0)
+    bad = np.flatnonzero(labels == 1)
+    good = good[np.argsort(-scores[good], kind="stable")][:per_kind]
+    bad = bad[np.linspace(0, len(bad) - 1, min(per_kind, len(bad))).round().astype(int)] if len(bad) else bad
+    return [int(i) for i in np.concatenate([good, bad])]
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """A jet-coloured heat map blended over a uint8 RGB image (0.5 / 0.5)."""
+    plt = _pyplot()
+    norm = np.clip((heat - vmin) / max(vmax - vmin, 1e-12), 0, 1)
+    colored = plt.get_cmap("jet")(norm)[..., :3]
+    return (0.5 * image / 255.0 + 0.5 * colored).clip(0, 1)
+
+
+def example_sheet(predictions: dict, path: str, per_kind: int) -> None:
+    plt = _pyplot()
+    idx = pick_examples(predictions["label"], predictions["score"], per_kind)
+    maps = predictions["map"]
+    vmin, vmax = float(np.min(maps)), float(np.max(maps))  # one colour scale for the sheet
+    fig, axes = plt.subplots(len(idx), 3, figsize=(7.5, 2.5 * len(idx)), squeeze=False)
+    for row, i in enumerate(idx):
+        image = predictions["image"][i]
+        title = f"{predictions['defect_type'][i]}  score {predictions['score'][i]:.3f}"
+        for col, (panel, name) in enumerate((
+                (image, title), (predictions["mask"][i], "ground truth"),
+                (overlay(image, maps[i], vmin, vmax), "anomaly map"))):
+            ax = axes[row, col]
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None)
+            ax.set_title(name, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def curves_figure(predictions: dict, path: str, fpr_limit: float) -> None:
+    plt = _pyplot()
+    fig, (ax_roc, ax_pro) = plt.subplots(1, 2, figsize=(10, 4.5))
+    fpr, tpr, _ = auroc.roc_curve(predictions["score"], predictions["label"])
+    ax_roc.plot(fpr, tpr, label=f"image AUROC {auroc.roc_auc(predictions['score'], predictions['label']):.4f}")
+    ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="image-level ROC")
+    ax_roc.legend(loc="lower right")
+    pfpr, pro = aupro.pro_curve(predictions["map"], predictions["mask"], fpr_limit=fpr_limit)
+    ax_pro.plot(pfpr, pro, label=f"AU-PRO@{fpr_limit:g} {np.trapezoid(pro, pfpr) / fpr_limit:.4f}")
+    ax_pro.set(xlabel="false positive rate (pixels)", ylabel="per-region overlap",
+               title=f"PRO curve up to FPR {fpr_limit:g}", xlim=(0, fpr_limit), ylim=(0, 1.02))
+    ax_pro.legend(loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
+    plt = _pyplot()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_figures(predictions: dict, config, workdir: str) -> list[str]:
+    paths = [os.path.join(workdir, SHEET_FILE), os.path.join(workdir, CURVES_FILE)]
+    example_sheet(predictions, paths[0], config.eval.num_visualise)
+    curves_figure(predictions, paths[1], config.eval.fpr_limit)
+    return paths

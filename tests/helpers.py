@@ -1,0 +1,34 @@
+"""Shared test helpers: tiny configs of the real config files."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config_module(name: str):
+    path = os.path.join(REPO, "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_config(method: str, *, data_dir: str, category: str | None = None, seed: int = 0,
+                epochs: int = 1, batch_size: int = 8, log_every_steps: int = 1,
+                checkpoint_every_steps: int = 1000, num_visualise: int = 0):
+    """configs/<method>.py in its `tiny` form on the synthetic dataset, with a random teacher."""
+    from rgpkd_jax.data import synthetic
+    category = category or synthetic.CATEGORIES[0]
+    config = load_config_module(method).get_config(f"synthetic/{category},tiny")
+    config.dataset.data_dir = str(data_dir)
+    config.teacher.weights = "random"
+    config.seed = seed
+    config.train.epochs = epochs
+    config.train.batch_size = batch_size
+    config.train.log_every_steps = log_every_steps
+    config.train.checkpoint_every_steps = checkpoint_every_steps
+    config.eval.num_visualise = num_visualise
+    return config

@@ -1,0 +1,169 @@
+"""The train loop: data parallelism, resume, determinism, frozen teacher, NaN handling.
+
+These run real (tiny) trainings on the embedded synthetic dataset with a random ResNet18 teacher
+at 64 px; they check mechanics, not accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from rgpkd_jax import metric_writer, train
+from rgpkd_jax.data import pipeline
+from tests.helpers import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _losses(workdir):
+    return [r["loss"] for r in metric_writer.read_metrics(workdir)]
+
+
+def _final_params(workdir, config):
+    model, _, step = train.load_trained_model(config, workdir)
+    return step, nnx.state(model).to_pure_dict()
+
+
+def _assert_trees_close(a, b, rtol):
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=1e-7, err_msg=str(path))
+
+
+_MULTI_DEVICE_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + sys.argv[1]
+    import jax
+    assert jax.device_count() == int(sys.argv[1]), jax.devices()
+    from rgpkd_jax import metric_writer, train
+    from tests.helpers import tiny_config
+    out = {}
+    for method in ("rd4ad", "sk_rd4ad", "rgpkd"):
+        workdir = os.path.join(sys.argv[2], method)
+        config = tiny_config(method, data_dir=sys.argv[3], epochs=1, batch_size=8, log_every_steps=1)
+        train.train_and_evaluate(config, workdir, evaluate_after=False)
+        out[method] = [r["loss"] for r in metric_writer.read_metrics(workdir)]
+    print("LOSSES=" + json.dumps(out))
+""")
+
+
+def _run_on_devices(n, workdir, data_dir):
+    result = subprocess.run(
+        [sys.executable, "-c", _MULTI_DEVICE_SCRIPT, str(n), str(workdir), str(data_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONPATH": REPO})
+    assert result.returncode == 0, result.stderr[-4000:]
+    line = [l for l in result.stdout.splitlines() if l.startswith("LOSSES=")][-1]
+    return json.loads(line[len("LOSSES="):])
+
+
+def test_four_devices_match_one_device(tmp_path, synthetic_data_dir):
+    one = _run_on_devices(1, tmp_path / "one", synthetic_data_dir)
+    four = _run_on_devices(4, tmp_path / "four", synthetic_data_dir)
+    for method in one:
+        assert len(one[method]) >= 3, method
+        np.testing.assert_allclose(four[method], one[method], rtol=1e-5, err_msg=method)
+
+
+class _KilledIterator:
+    """Delegates to a grain iterator but dies (like a preempted job) after `limit` batches."""
+
+    def __init__(self, inner, limit):
+        self.inner, self.left = inner, limit
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.left == 0:
+            raise KeyboardInterrupt("simulated kill")
+        self.left -= 1
+        return next(self.inner)
+
+    def get_state(self):
+        return self.inner.get_state()
+
+    def set_state(self, state):
+        self.inner.set_state(state)
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path, synthetic_data_dir):
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir, epochs=2, checkpoint_every_steps=3,
+                         log_every_steps=1)
+    train.train_and_evaluate(config, str(tmp_path / "straight"), evaluate_after=False)
+
+    resumed = str(tmp_path / "resumed")
+    make = lambda: pipeline.train_iterator(config, seed=config.seed)  # noqa: E731
+    with pytest.raises(KeyboardInterrupt):  # killed at step 5, after the checkpoint of step 3
+        train.train_and_evaluate(config, resumed, evaluate_after=False,
+                                 data_source=lambda: _KilledIterator(make(), 5))
+    assert _losses(resumed)[-1] == _losses(str(tmp_path / "straight"))[4]
+    train.train_and_evaluate(config, resumed, evaluate_after=False)
+
+    np.testing.assert_allclose(_losses(resumed), _losses(str(tmp_path / "straight")), rtol=1e-6)
+    assert [r["step"] for r in metric_writer.read_metrics(resumed)] == list(
+        range(1, len(_losses(resumed)) + 1))
+    step_a, params_a = _final_params(str(tmp_path / "straight"), config)
+    step_b, params_b = _final_params(resumed, config)
+    assert step_a == step_b
+    _assert_trees_close(params_a, params_b, rtol=1e-6)
+
+
+def test_seed_determines_the_loss_trajectory(tmp_path, synthetic_data_dir):
+    def run(seed, name):
+        config = tiny_config("rd4ad", data_dir=synthetic_data_dir, epochs=1, log_every_steps=1, seed=seed)
+        train.train_and_evaluate(config, str(tmp_path / name), evaluate_after=False)
+        return _losses(str(tmp_path / name))
+
+    first, again, other = run(0, "a"), run(0, "b"), run(1, "c")
+    assert first == again
+    assert not np.allclose(first, other)
+
+
+@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+def test_teacher_is_unchanged_by_training(tmp_path, synthetic_data_dir, method):
+    config = tiny_config(method, data_dir=synthetic_data_dir, epochs=1)
+    model, _ = train.setup_model(config)
+    before = nnx.state(model.teacher).to_pure_dict()
+    train.train_and_evaluate(config, str(tmp_path), evaluate_after=False)
+    after_model, _, _ = train.load_trained_model(config, str(tmp_path))
+    after = nnx.state(after_model.teacher).to_pure_dict()
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(before), jax.tree.leaves(after)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
+    student_before = nnx.state(model.decoder if method == "rd4ad" else model.student).to_pure_dict()
+    student_after = nnx.state(after_model.decoder if method == "rd4ad" else after_model.student).to_pure_dict()
+    assert any(not np.array_equal(np.asarray(x), np.asarray(y))
+               for x, y in zip(jax.tree.leaves(student_before), jax.tree.leaves(student_after)))
+
+
+class _PoisonedIterator(_KilledIterator):
+    """Feeds NaN images from batch number `limit` on."""
+
+    def __next__(self):
+        batch = dict(next(self.inner))
+        if self.left == 0:
+            batch["image"] = np.full_like(batch["image"], np.nan)
+        else:
+            self.left -= 1
+        return batch
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, synthetic_data_dir):
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir, epochs=2, checkpoint_every_steps=2,
+                         log_every_steps=1)
+    make = lambda: pipeline.train_iterator(config, seed=config.seed)  # noqa: E731
+    with pytest.raises(train.NonFiniteLossError, match=r"at step 5.*checkpoint \(step 4\)"):
+        train.train_and_evaluate(config, str(tmp_path), evaluate_after=False,
+                                 data_source=lambda: _PoisonedIterator(make(), 4))
+    _, _, step = train.load_trained_model(config, str(tmp_path))
+    assert step == 4
+    params = nnx.state(train.load_trained_model(config, str(tmp_path))[0]).to_pure_dict()
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
