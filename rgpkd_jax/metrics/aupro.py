@@ -1,0 +1,226 @@
+"""Per-region overlap (PRO) metrics: the official MVTec AU-PRO and the RD4AD per-image variant.
+
+Two different numbers carry the name "AUPRO" in the literature (REFERENCE_SPEC §5):
+
+* :func:`aupro` is the **official MVTec AD metric** (§5.1): one exact curve for the whole test set
+  (good and defective images), FPR over all normal pixels of all images, PRO = mean over all
+  8-connected ground-truth regions of the set, area up to FPR 0.3 divided by 0.3.
+* :func:`aupro_rd4ad_per_image` is what the RD4AD and SK-RD4AD code computes and publishes (§2.6):
+  per defective image, 200 thresholds, FPR within the image, FPR axis divided by the largest FPR
+  below 0.3, averaged over defective images. It is **not comparable** with the official number and
+  exists only to compare with published RD4AD / SK-RD4AD tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.ndimage
+
+from rgpkd_jax.metrics.auroc import as_binary, check_finite_scores
+
+OFFICIAL_FPR_LIMIT = 0.3
+RD4AD_NUM_THRESHOLDS = 200
+# scipy.ndimage.label structure for 8-connectivity (= skimage connectivity=2 in 2D).
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def _check_inputs(maps, masks, fpr_limit: float) -> tuple[np.ndarray, np.ndarray]:
+    maps = check_finite_scores(maps, "anomaly maps")
+    masks = as_binary(masks, "ground-truth masks")
+    if maps.ndim != 3 or maps.shape != masks.shape:
+        raise ValueError(f"anomaly maps {maps.shape} and masks {masks.shape} must both be "
+                         "(num_images, H, W) at the same resolution (resize the maps or the masks).")
+    if not 0.0 < fpr_limit <= 1.0:
+        raise ValueError(f"fpr_limit must lie in (0, 1]; got {fpr_limit}.")
+    return maps, masks
+
+
+def _region_weights(masks: np.ndarray) -> np.ndarray:
+    """Per defective pixel (in ``maps[masks]`` order): 1 / (region size * number of regions).
+
+    Summing these over the pixels above a threshold gives the mean, over all regions of the set,
+    of the fraction of each region above that threshold: the PRO value.
+    """
+    region_ids = np.zeros(masks.shape, dtype=np.int64)
+    num_regions = 0
+    for i in np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1)):
+        labelled, count = scipy.ndimage.label(masks[i], structure=EIGHT_CONNECTED)
+        region_ids[i] = np.where(labelled > 0, labelled + num_regions, 0)
+        num_regions += count
+    if num_regions == 0:
+        raise ValueError("AU-PRO is undefined: no ground-truth mask has a defective pixel "
+                         "(is this a test set with only good images, or were masks not loaded?).")
+    ids = region_ids[masks]
+    sizes = np.bincount(ids)
+    return 1.0 / (sizes[ids] * float(num_regions))
+
+
+def _pro_segments(maps, masks, fpr_limit: float):
+    """The official PRO curve as straight segments ``(x0, x1, y0, y1)``, cut at ``fpr_limit``.
+
+    Every distinct score is a threshold (no grid); pixels at or above it are positive. Each
+    distinct normal-pixel score u moves the curve in a straight line from (FPR(> u), PRO(> u)) to
+    (FPR(>= u), PRO(>= u)): the official curve's last point of a tie run, joined by the trapezoid
+    rule. Between two such segments the curve only rises vertically (defective pixels alone), which
+    adds no area, so these segments carry the whole area of the official curve. Ascending FPR.
+    """
+    maps, masks = _check_inputs(maps, masks, fpr_limit)
+    weights = _region_weights(masks)
+    normal = maps[~masks]
+    if normal.size == 0:
+        raise ValueError("AU-PRO is undefined: every pixel is defective, so the FPR has no "
+                         "normal pixel to count.")
+    # Only the highest-scoring fpr_limit fraction of normal pixels (plus its whole tie group) can
+    # lie on the curve below the limit: select it with a linear-time partition before sorting.
+    num_needed = min(normal.size, int(np.ceil(fpr_limit * normal.size)) + 1)
+    cut = normal.size - num_needed
+    top = np.sort(normal[normal >= np.partition(normal, cut)[cut]])
+    # Distinct normal scores, ascending, and how many normal pixels score above / at-or-above each.
+    group_starts = np.concatenate([[0], np.flatnonzero(np.diff(top) != 0) + 1])
+    thresholds = top[group_starts]
+    count_at_or_above = top.size - group_starts
+    count_above = np.concatenate([count_at_or_above[1:], [0]])
+
+    # PRO(> u_k) and PRO(>= u_k): a defective pixel counts for u_k when k < (number of thresholds
+    # below it, or at-or-below it); summing its weight into that bin and accumulating from the top
+    # gives every threshold at once.
+    defective = maps[masks]
+    order = np.argsort(defective)
+    defective, weights = defective[order], weights[order]  # sorted keys search faster
+
+    def weight_of_pixels_beyond(side):
+        per_bin = np.bincount(np.searchsorted(thresholds, defective, side=side), weights,
+                              minlength=thresholds.size + 1)
+        return np.minimum(np.cumsum(per_bin[::-1])[::-1][1:], 1.0)
+
+    x0, x1 = count_above / normal.size, count_at_or_above / normal.size
+    y0, y1 = weight_of_pixels_beyond("left"), weight_of_pixels_beyond("right")
+    # Descending thresholds = ascending FPR; keep segments starting below the limit, cut the last.
+    first_inside = int(np.count_nonzero(x0 >= fpr_limit))
+    x0, x1, y0, y1 = (a[first_inside:][::-1] for a in (x0, x1, y0, y1))
+    x_end = np.minimum(x1, fpr_limit)
+    y1 = y0 + (y1 - y0) * (x_end - x0) / (x1 - x0)
+    return x0, x_end, y0, y1
+
+
+def pro_curve(maps, masks, *, fpr_limit: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The exact official PRO curve ``(fpr, pro)`` of a test set, from (0, 0) up to ``fpr_limit``.
+
+    Args:
+      maps: (N, H, W) anomaly maps of all test images, good ones included.
+      masks: (N, H, W) ground truth in {0, 1}, all zero for good images.
+      fpr_limit: the curve ends at this FPR; the last PRO value is linearly interpolated.
+
+    Only the points where the FPR changes are returned (the vertical steps in between are implied);
+    the trapezoid area of this curve divided by ``fpr_limit`` is :func:`aupro`.
+    """
+    x0, x1, y0, y1 = _pro_segments(maps, masks, fpr_limit)
+    fpr = np.concatenate([[0.0], np.stack([x0, x1], axis=1).ravel()])
+    pro = np.concatenate([[0.0], np.stack([y0, y1], axis=1).ravel()])
+    return fpr, pro
+
+
+def aupro(maps, masks, *, fpr_limit: float = OFFICIAL_FPR_LIMIT) -> float:
+    """Official MVTec AD AU-PRO: area under the exact PRO curve up to ``fpr_limit``, / ``fpr_limit``.
+
+    Takes the maps and masks of **all** test images of a class (good images contribute normal
+    pixels only). Raises ValueError if no mask has a defective pixel or a map is not finite.
+    """
+    x0, x1, y0, y1 = _pro_segments(maps, masks, fpr_limit)
+    return float(np.sum((x1 - x0) * (y0 + y1)) / 2 / fpr_limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class PerImageAupro:
+    """Result of :func:`aupro_rd4ad_per_image`.
+
+    Attributes:
+      mean: mean over the images that produced a value (the published RD4AD number).
+      per_image: (N,) value per input image; NaN for good images and for skipped ones.
+      skipped: reason -> number of defective images left out of the mean (the official code
+        crashes or gives NaN on these; see :func:`aupro_rd4ad_per_image`).
+    """
+
+    mean: float
+    per_image: np.ndarray
+    skipped: dict[str, int]
+
+    @property
+    def num_images(self) -> int:
+        return int(np.count_nonzero(np.isfinite(self.per_image)))
+
+
+SKIP_CONSTANT_MAP = "constant map"
+SKIP_NO_NORMAL_PIXEL = "no normal pixel"
+SKIP_TOO_FEW_POINTS = "fewer than 2 points below the FPR limit"
+SKIP_ZERO_FPR = "every point below the FPR limit has FPR 0"
+
+
+def _per_image_value(amap: np.ndarray, mask: np.ndarray, fpr_limit: float,
+                     num_thresholds: int) -> float | str:
+    """RD4AD's AUPRO of one defective image (REFERENCE_SPEC §2.6), or the reason it is undefined."""
+    low, high = amap.min(), amap.max()
+    if low == high:
+        return SKIP_CONSTANT_MAP
+    normal = amap[~mask]
+    if normal.size == 0:
+        return SKIP_NO_NORMAL_PIXEL
+    thresholds = np.arange(low, high, (high - low) / num_thresholds)
+    # A pixel is positive at threshold t_j iff score > t_j iff j < level, with
+    # level = #{thresholds < score}; histograms of levels give all thresholds in one pass.
+    levels = thresholds.size + 1
+    regions, num_regions = scipy.ndimage.label(mask, structure=EIGHT_CONNECTED)
+    region_of_pixel = regions[mask] - 1
+    defective_level = np.searchsorted(thresholds, amap[mask], side="left")
+    counts = np.bincount(region_of_pixel * levels + defective_level,
+                         minlength=num_regions * levels).reshape(num_regions, levels)
+    above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1][:, 1:]  # (regions, thresholds)
+    pro = np.mean(above / counts.sum(axis=1, keepdims=True), axis=0)
+    normal_counts = np.bincount(np.searchsorted(thresholds, normal, side="left"), minlength=levels)
+    fpr = np.cumsum(normal_counts[::-1])[::-1][1:] / normal.size
+
+    keep = fpr < fpr_limit
+    if np.count_nonzero(keep) < 2:
+        return SKIP_TOO_FEW_POINTS
+    fpr, pro = fpr[keep], pro[keep]
+    if fpr.max() == 0:
+        return SKIP_ZERO_FPR
+    # FPR falls as the threshold rises; sklearn.metrics.auc integrates in that direction, which
+    # gives the magnitude of the (non-positive) ascending-order trapezoid area.
+    return float(abs(np.trapezoid(pro, fpr / fpr.max())))
+
+
+def aupro_rd4ad_per_image(maps, masks, *, fpr_limit: float = OFFICIAL_FPR_LIMIT,
+                          num_thresholds: int = RD4AD_NUM_THRESHOLDS) -> PerImageAupro:
+    """The RD4AD / SK-RD4AD "AUPRO" (REFERENCE_SPEC §2.6), **not** the official MVTec metric.
+
+    For each image whose mask has a defective pixel: thresholds
+    ``np.arange(min, max, (max - min) / num_thresholds)`` of that map; at each, PRO = mean over
+    the image's 8-connected regions of the fraction of pixels with score > threshold, and
+    FPR = positive normal pixels / normal pixels of that image; keep points with FPR < fpr_limit,
+    divide FPR by the largest kept FPR, trapezoid area. The result is the mean over those images.
+    Images with an empty mask (good ones, or defective ones whose mask vanished when resized)
+    never enter.
+
+    Where the official code crashes (constant map, mask covering the whole image, fewer than two
+    points below the limit) or returns NaN, which makes its mean NaN (every kept point at FPR 0,
+    so the FPR axis is divided by 0), the image is skipped and counted in ``skipped``.
+    Raises ValueError if no image produced a value.
+    """
+    maps, masks = _check_inputs(maps, masks, fpr_limit)
+    per_image = np.full(len(maps), np.nan)
+    skipped: dict[str, int] = {}
+    defective_images = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
+    for i in defective_images:
+        value = _per_image_value(maps[i], masks[i], fpr_limit, num_thresholds)
+        if isinstance(value, str):
+            skipped[value] = skipped.get(value, 0) + 1
+        else:
+            per_image[i] = value
+    if not np.isfinite(per_image).any():
+        raise ValueError(
+            f"RD4AD per-image AUPRO is undefined: {defective_images.size} images have a defective "
+            f"pixel and none gave a value (skipped: {skipped or 'none'}).")
+    return PerImageAupro(mean=float(np.nanmean(per_image)), per_image=per_image, skipped=skipped)

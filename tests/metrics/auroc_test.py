@@ -1,0 +1,121 @@
+"""roc_auc / roc_curve against scikit-learn, degenerate inputs, and compute_metrics' keys."""
+
+import numpy as np
+import pytest
+import sklearn.metrics
+
+from rgpkd_jax.metrics import aupro, auroc, summary
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("levels", [None, 2, 5, 50])
+def test_roc_auc_equals_sklearn(seed, levels):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(3000) < 0.1
+    scores = rng.normal(size=3000) + labels
+    if levels:  # heavy ties inside and across classes
+        scores = np.round(scores * levels / 4)
+    expected = sklearn.metrics.roc_auc_score(labels, scores)
+    assert auroc.roc_auc(scores.astype(np.float32), labels) == pytest.approx(expected, abs=1e-12)
+
+
+def test_roc_auc_accepts_maps_and_float_masks():
+    rng = np.random.default_rng(3)
+    masks = (rng.random((4, 16, 16)) < 0.2).astype(np.float32)
+    maps = rng.random((4, 16, 16)).astype(np.float32) + 0.3 * masks
+    expected = sklearn.metrics.roc_auc_score(masks.ravel(), maps.ravel())
+    assert auroc.roc_auc(maps, masks) == pytest.approx(expected, abs=1e-12)
+
+
+def test_roc_curve_equals_sklearn_without_dropped_points():
+    rng = np.random.default_rng(4)
+    labels = rng.random(500) < 0.3
+    scores = np.round(rng.normal(size=500) + labels, 1)
+    fpr, tpr, thresholds = auroc.roc_curve(scores, labels)
+    ref_fpr, ref_tpr, ref_thresholds = sklearn.metrics.roc_curve(labels, scores,
+                                                                 drop_intermediate=False)
+    np.testing.assert_allclose(fpr, ref_fpr, atol=1e-12)
+    np.testing.assert_allclose(tpr, ref_tpr, atol=1e-12)
+    np.testing.assert_array_equal(thresholds[1:], ref_thresholds[1:])
+    assert np.trapezoid(tpr, fpr) == pytest.approx(auroc.roc_auc(scores, labels), abs=1e-12)
+
+
+def test_constant_scores_give_one_half_as_sklearn():
+    labels = np.array([0, 1, 0, 1, 1])
+    assert auroc.roc_auc(np.full(5, 0.7), labels) == 0.5
+    assert sklearn.metrics.roc_auc_score(labels, np.full(5, 0.7)) == 0.5
+
+
+def test_degenerate_inputs_give_clear_errors():
+    with pytest.raises(ValueError, match=r"no positive \(anomalous, label 1\) samples"):
+        auroc.roc_auc([0.1, 0.2], [0, 0])
+    with pytest.raises(ValueError, match=r"no negative \(normal, label 0\) samples"):
+        auroc.roc_auc([0.1, 0.2], [1, 1])
+    with pytest.raises(ValueError, match="2 of 3 values are NaN or infinite"):
+        auroc.roc_auc([np.nan, 0.2, -np.inf], [0, 1, 1])
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        auroc.roc_auc([0.1, 0.2], [0, 2])
+    with pytest.raises(ValueError, match="3 scores but 2 labels"):
+        auroc.roc_auc([0.1, 0.2, 0.3], [0, 1])
+
+
+def small_test_set(seed=5):
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((9, 32, 32), dtype=np.float32)
+    types = np.array(["good"] * 3 + ["crack"] * 3 + ["hole"] * 3)
+    for i in range(3, 9):
+        y, x = rng.integers(2, 24, 2)
+        masks[i, y:y + rng.integers(2, 8), x:x + rng.integers(2, 8)] = 1
+    maps = (rng.random(masks.shape) + masks).astype(np.float32)
+    return maps, masks, (types != "good").astype(np.int32), types
+
+
+def test_compute_metrics_keys_and_values():
+    maps, masks, labels, types = small_test_set()
+    maps[6:] = maps[6:] * 0.5  # 'hole' images score lower than the crack ones
+    got = summary.compute_metrics(maps, masks, labels, defect_types=types)
+    scores = maps.reshape(9, -1).max(axis=1)
+    assert got["image_auroc"] == pytest.approx(sklearn.metrics.roc_auc_score(labels, scores))
+    assert got["pixel_auroc"] == pytest.approx(
+        sklearn.metrics.roc_auc_score(masks.ravel(), maps.ravel()))
+    assert got["aupro"] == aupro.aupro(maps, masks)
+    assert got["aupro_rd4ad_per_image"] == aupro.aupro_rd4ad_per_image(maps, masks).mean
+    assert got["aupro_rd4ad_per_image/num_images"] == 6
+    assert got["aupro_rd4ad_per_image/num_skipped"] == 0
+    for defect, chosen in (("crack", slice(0, 6)), ("hole", np.r_[0:3, 6:9])):
+        assert got[f"image_auroc/{defect}"] == pytest.approx(
+            sklearn.metrics.roc_auc_score(labels[chosen], scores[chosen]))
+    assert "image_auroc/good" not in got
+
+
+def test_compute_metrics_without_masks_or_per_image_variant():
+    maps, masks, labels, _ = small_test_set()
+    scores = np.linspace(0, 1, 9)
+    assert summary.compute_metrics(maps, None, labels, scores=scores) == {
+        "image_auroc": sklearn.metrics.roc_auc_score(labels, scores)}
+    got = summary.compute_metrics(maps, masks, labels, per_image_aupro=False)
+    assert set(got) == {"image_auroc", "pixel_auroc", "aupro"}
+
+
+def test_compute_metrics_bad_inputs():
+    maps, masks, labels, types = small_test_set()
+    with pytest.raises(ValueError, match="image_auroc AUROC is undefined: no negative"):
+        summary.compute_metrics(maps[3:], masks[3:], labels[3:])
+    with pytest.raises(ValueError, match="defect_types has no 'good' entry"):
+        summary.compute_metrics(maps, masks, labels, defect_types=np.char.replace(types, "good", "ok"))
+    with pytest.raises(ValueError, match="labels"):
+        summary.compute_metrics(maps, masks, labels[:4])
+    bad = maps.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 of 9 values are NaN"):  # via the image scores
+        summary.compute_metrics(bad, masks, labels)
+
+
+def test_metric_curves_are_thinned_and_end_where_expected():
+    maps, masks, labels, _ = small_test_set()
+    curves = summary.metric_curves(maps, masks, labels, max_points=100)
+    assert set(curves) == {"image_roc/fpr", "image_roc/tpr", "pixel_roc/fpr", "pixel_roc/tpr",
+                           "pro/fpr", "pro/pro"}
+    assert all(len(v) <= 100 for v in curves.values())
+    assert curves["pixel_roc/fpr"][-1] == 1.0 and curves["pixel_roc/tpr"][-1] == 1.0
+    assert curves["pro/fpr"][-1] == pytest.approx(0.3)
