@@ -1,0 +1,175 @@
+"""Input pipeline: `tfds.data_source` (random access into array_record) + grain.
+
+Batch contract (the one place it is defined in code; docs/architecture.md mirrors it). A batch is
+a dict of numpy arrays, B = batch size, S = `config.dataset.image_size`:
+
+| key          | shape, dtype          | meaning                                                   |
+|--------------|-----------------------|-----------------------------------------------------------|
+| image        | (B, S, S, 3) float32  | ImageNet-normalised image (`preprocess.preprocess_image`) |
+| mask         | (B, S, S) float32     | 0/1 ground truth, all zero for good images                |
+| label        | (B,) int32            | 0 good, 1 defective                                       |
+| index        | (B,) int32            | position of the example in its split                      |
+| defect_type  | (B,) numpy unicode    | `good` or the defect folder name                          |
+| file_name    | (B,) numpy unicode    | path relative to the dataset root                         |
+
+Training and test batches carry the same keys.
+
+Training (`train_iterator`): an endless grain iterator. Each epoch is a fresh permutation of the
+split derived from the seed and the epoch number (grain's index shuffle), so the order is
+reproducible and a restored iterator (`get_state`/`set_state`) resumes at the exact batch. With
+`shard_count` jax processes, each epoch's permutation is cut to a multiple of `shard_count` and
+process `i` takes positions `i, i + shard_count, ...`; the per-process batches of one step together
+are exactly the global batch a single process would see. Every batch has the same shape: the last
+partial batch of each epoch is dropped (`drop_remainder=True`). This deviates from the official
+loader, which keeps it (REFERENCE_SPEC §7 "Batches"); a varying batch size would recompile the
+jitted step, and padding would corrupt the BatchNorm statistics.
+
+Test (`test_batches`): finite, in record order (sorted by file name), the last batch may be short.
+
+Preparation: the first use prepares the dataset if it is not prepared yet (always possible for
+`synthetic`; others need `dataset.manual_dir`, else the error names the prepare command).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import flags
+
+import rgpkd_jax.data as data_lib
+from rgpkd_jax.data import preprocess
+from rgpkd_jax.data.errors import DatasetError
+
+BATCH_KEYS = ("image", "mask", "label", "index", "defect_type", "file_name")
+
+
+def _dataset_config(config):
+    dataset = config.dataset
+    return (dataset.name, dataset.category, dataset.get("data_dir") or None,
+            dataset.get("manual_dir") or None)
+
+
+def prepared_builder(config) -> tfds.core.DatasetBuilder:
+    """The config's builder, prepared now if it was not."""
+    name, category, data_dir, manual_dir = _dataset_config(config)
+    builder = data_lib.get_builder(name, category, data_dir=data_dir, manual_dir=manual_dir)
+    if not data_lib.is_prepared(builder):
+        try:
+            data_lib.prepare(builder, manual_dir)
+        except DatasetError as error:
+            raise DatasetError(
+                f"{error}\nTo prepare it by hand: python -m rgpkd_jax.data.prepare --dataset {name} "
+                f"--category {category} --manual_dir <folder> --data_dir {builder.data_dir_root}") from error
+    return builder
+
+
+def data_source(config, split: str):
+    """Random-access source of undecoded records (`image`/`mask` stay encoded bytes).
+
+    `builder.as_data_source` is what `tfds.data_source(name, ...)` calls after constructing the
+    builder; we call it directly because `folder` builders carry a config made at run time.
+    """
+    builder = prepared_builder(config)
+    if split not in builder.info.splits:
+        raise DatasetError(f"{builder.name}/{builder.builder_config.name} has no split {split!r}; it has "
+                           f"{sorted(builder.info.splits)}.")
+    return builder.as_data_source(
+        split=split, decoders={"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()})
+
+
+def num_examples(config, split: str) -> int:
+    return len(data_source(config, split))
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class LoadExample:
+    """Record index -> preprocessed example dict (a class so grain can pickle it to workers)."""
+
+    def __init__(self, source, image_size):
+        self.source = source
+        self.image_size = image_size
+
+    def __call__(self, index: int) -> dict:
+        record = self.source[int(index)]
+        return {
+            "image": preprocess.preprocess_image(record["image"], self.image_size),
+            "mask": preprocess.preprocess_mask(record["mask"], self.image_size),
+            "label": np.int32(record["label"]),
+            "index": np.int32(index),
+            "defect_type": _text(record["defect_type"]),
+            "file_name": _text(record["file_name"]),
+        }
+
+
+def _stack(examples: list[dict]) -> dict:
+    return {key: np.stack([e[key] for e in examples]) if key not in ("defect_type", "file_name")
+            else np.array([e[key] for e in examples], dtype=np.str_) for key in BATCH_KEYS}
+
+
+def _ensure_absl_flags_parsed(*unused_worker_index_and_count) -> None:
+    """Grain reads its absl flags in the parent and in each worker process; outside `app.run`
+    (tests, notebooks, worker processes) they are unparsed and reading one would raise."""
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def _num_workers(config) -> int:
+    data = config.get("data") or {}
+    return int(data.get("num_workers", 0) or 0)
+
+
+def _to_iterator(dataset: grain.MapDataset, config) -> grain.DatasetIterator:
+    iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+    workers = _num_workers(config)
+    if workers > 0:
+        _ensure_absl_flags_parsed()
+        iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers),
+                                        worker_init_fn=_ensure_absl_flags_parsed)
+    return iter(iterable)
+
+
+def train_iterator(config, *, seed: Optional[int] = None, shard_index: Optional[int] = None,
+                   shard_count: Optional[int] = None, drop_remainder: bool = True) -> grain.DatasetIterator:
+    """Endless, checkpointable iterator of training batches of `config.train.batch_size // shard_count`."""
+    if shard_index is None or shard_count is None:
+        import jax  # pylint: disable=g-import-not-at-top  (only needed for the defaults)
+        shard_index = jax.process_index() if shard_index is None else shard_index
+        shard_count = jax.process_count() if shard_count is None else shard_count
+    seed = int(config.seed if seed is None else seed) % 2**32
+    global_batch = int(config.train.batch_size)
+    if global_batch % shard_count:
+        raise DatasetError(f"train.batch_size={global_batch} is not divisible by the {shard_count} "
+                           "jax processes; choose a multiple.")
+    batch_size = global_batch // shard_count
+    source = data_source(config, "train")
+    total = len(source)
+    per_shard = total // shard_count
+    too_few = per_shard < batch_size if drop_remainder else per_shard == 0
+    if too_few:
+        raise DatasetError(f"The training split has {total} images, fewer than train.batch_size="
+                           f"{global_batch} (over {shard_count} processes): lower train.batch_size.")
+    dataset = grain.MapDataset.range(total).shuffle(seed)
+    dataset = dataset[: per_shard * shard_count][shard_index::shard_count]
+    dataset = dataset.map(LoadExample(source, config.dataset.image_size))
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_stack).repeat(None)
+    return _to_iterator(dataset, config)
+
+
+def steps_per_epoch(config, *, shard_count: int = 1, drop_remainder: bool = True) -> int:
+    """Training batches per epoch, as produced by `train_iterator`."""
+    per_shard = num_examples(config, "train") // shard_count
+    batch_size = int(config.train.batch_size) // shard_count
+    return per_shard // batch_size if drop_remainder else -(-per_shard // batch_size)
+
+
+def test_batches(config, *, batch_size: int, split: str = "test") -> Iterator[dict]:
+    """All examples of `split` once, in record order, in batches (the last may be smaller)."""
+    source = data_source(config, split)
+    dataset = grain.MapDataset.range(len(source)).map(LoadExample(source, config.dataset.image_size))
+    return _to_iterator(dataset.batch(batch_size, drop_remainder=False, batch_fn=_stack), config)
