@@ -1,0 +1,54 @@
+"""RD4AD and SK-RD4AD: frozen teacher -> OCBE -> reverse decoder (REFERENCE_SPEC §2, §3).
+
+One class serves both: SK-RD4AD is RD4AD with the decoder's skips on and (by default) the
+inter-level consistency term in the loss; both are switches, so ablations mix them freely.
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from rgpkd_jax import losses
+from rgpkd_jax.models import Features
+from rgpkd_jax.models.decoder import Decoder
+from rgpkd_jax.models.ocbe import OCBE
+from rgpkd_jax.models.resnet import ResNet
+
+LOSS_MODES = ("cosine", "cosine_per_pixel", "mse", "mix")
+
+
+class RD4AD(nnx.Module):
+    """``teacher`` (ResNet layers 1-3, frozen), ``bn`` (OCBE) and ``decoder``; the attribute names
+    ``bn`` and ``decoder`` are the official checkpoint's two state dicts.
+
+    loss: ``cosine`` (official flattened), ``cosine_per_pixel`` (the papers' equation), ``mse``, ``mix``
+    (SK-RD4AD ``--L2`` 1 and 2). ``consistency_rate``: weight of SK-RD4AD's consistency term (0 = off).
+    """
+
+    def __init__(self, arch: str, *, rngs: nnx.Rngs, skips: bool = False, loss: str = "cosine",
+                 consistency_rate: float = 0.0, include_unused_conv4: bool = False):
+        if loss not in LOSS_MODES:
+            raise ValueError(f"unknown config.model.loss {loss!r}; choose one of {LOSS_MODES}")
+        if consistency_rate < 0:
+            raise ValueError(f"config.model.consistency_rate must be >= 0, got {consistency_rate}")
+        self.teacher = ResNet(arch, rngs=rngs, num_layers=3)
+        self.bn = OCBE(arch, rngs=rngs, include_unused_conv4=include_unused_conv4)
+        self.decoder = Decoder(arch, rngs=rngs, skips=skips)
+        self.loss_mode = loss
+        self.consistency_rate = float(consistency_rate)
+
+    def __call__(self, images: jax.Array, *, train: bool, indices: jax.Array | None = None) -> Features:
+        """``indices`` is part of the shared interface and unused here."""
+        teacher = [jax.lax.stop_gradient(f) for f in self.teacher(images)]
+        student = self.decoder(self.bn(teacher, train=train), teacher, train=train)
+        return Features(teacher=teacher, student=student, reconstruction=None)
+
+    def loss(self, features: Features, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        distillation = losses.distillation_loss(features.teacher, features.student, self.loss_mode)
+        terms = {"distillation": distillation}
+        total = distillation
+        if self.consistency_rate:
+            terms["consistency"] = losses.consistency_loss(features.teacher, features.student)
+            total = total + self.consistency_rate * terms["consistency"]
+        return total, terms
