@@ -28,6 +28,13 @@ SCORE_MODES = ("max", "topk_mean")
 _HIGHEST = jax.lax.Precision.HIGHEST  # no TF32 / bf16 passes on GPU and TPU
 
 
+def cosine_similarity(x: jax.Array, y: jax.Array, axis: int = -1, eps: float = COSINE_EPS) -> jax.Array:
+    """``torch.nn.functional.cosine_similarity``: each norm is clamped at ``eps`` separately."""
+    x_norm = jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), eps)
+    y_norm = jnp.maximum(jnp.linalg.norm(y, axis=axis, keepdims=True), eps)
+    return jnp.sum((x / x_norm) * (y / y_norm), axis=axis)
+
+
 def cosine_distance_map(teacher: jax.Array, student: jax.Array, eps: float = COSINE_EPS) -> jax.Array:
     """``1 - cos`` along channels of two (B, h, w, C) features -> (B, h, w).
 
@@ -37,13 +44,11 @@ def cosine_distance_map(teacher: jax.Array, student: jax.Array, eps: float = COS
     if teacher.shape != student.shape or teacher.ndim != 4:
         raise ValueError(f"teacher {teacher.shape} and student {student.shape} features must both "
                          "be (B, h, w, C) with equal shapes.")
-    def unit(x):
-        return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
-    return 1.0 - jnp.sum(unit(teacher) * unit(student), axis=-1)
+    return 1.0 - cosine_similarity(teacher, student, axis=-1, eps=eps)
 
 
 @functools.lru_cache(maxsize=64)
-def _align_corners_matrix(in_size: int, out_size: int) -> np.ndarray:
+def align_corners_matrix(in_size: int, out_size: int) -> np.ndarray:
     """(out, in) bilinear weights sampling ``src = dst * (in - 1) / (out - 1)``.
 
     Source positions and weights are computed in float32 as torch does (its rounding moves
@@ -79,8 +84,8 @@ def upsample_align_corners(x: jax.Array, size: int | Sequence[int]) -> jax.Array
     if x.ndim != 3:
         raise ValueError(f"upsample_align_corners expects (B, h, w); got {x.shape}.")
     out_h, out_w = _size_pair(size)
-    return _apply_per_axis(x, _align_corners_matrix(x.shape[1], out_h),
-                           _align_corners_matrix(x.shape[2], out_w))
+    return _apply_per_axis(x, align_corners_matrix(x.shape[1], out_h),
+                           align_corners_matrix(x.shape[2], out_w))
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = DEFAULT_TRUNCATE) -> np.ndarray:

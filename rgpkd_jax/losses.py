@@ -13,15 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-COSINE_EPS = 1e-8  # torch.nn.CosineSimilarity default
+from rgpkd_jax.anomaly_maps import align_corners_matrix, cosine_similarity
+
 DISTILLATION_MODES = ("cosine", "cosine_per_pixel", "mse", "mix")
-
-
-def cosine_similarity(x: jax.Array, y: jax.Array, axis: int = -1, eps: float = COSINE_EPS) -> jax.Array:
-    """``torch.nn.functional.cosine_similarity``: each norm is clamped at ``eps`` separately."""
-    x_norm = jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), eps)
-    y_norm = jnp.maximum(jnp.linalg.norm(y, axis=axis, keepdims=True), eps)
-    return jnp.sum((x / x_norm) * (y / y_norm), axis=axis)
 
 
 def _check_pairs(teacher: Sequence[jax.Array], student: Sequence[jax.Array]) -> None:
@@ -75,24 +69,11 @@ def distillation_loss(teacher: Sequence[jax.Array], student: Sequence[jax.Array]
     raise ValueError(f"unknown distillation loss {mode!r} (config.model.loss); choose one of {DISTILLATION_MODES}")
 
 
-def _align_corners_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """(out, in) linear-interpolation weights sampling at src = dst * (in - 1) / (out - 1)."""
-    weights = np.zeros((out_size, in_size), np.float64)
-    scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-    src = np.arange(out_size) * scale
-    lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    hi = np.minimum(lo + 1, in_size - 1)
-    frac = src - lo
-    np.add.at(weights, (np.arange(out_size), lo), 1.0 - frac)
-    np.add.at(weights, (np.arange(out_size), hi), frac)
-    return weights.astype(np.float32)
-
-
 def resize_bilinear_align_corners(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     """Bilinear resize of NHWC ``x`` to ``size`` with ``align_corners=True`` (PyTorch
     ``F.interpolate``); ``jax.image.resize`` uses half-pixel centres and would not match."""
-    rows = jnp.asarray(_align_corners_matrix(x.shape[1], size[0]))
-    cols = jnp.asarray(_align_corners_matrix(x.shape[2], size[1]))
+    rows = jnp.asarray(align_corners_matrix(x.shape[1], size[0]))
+    cols = jnp.asarray(align_corners_matrix(x.shape[2], size[1]))
     x = jnp.einsum("oh,bhwc->bowc", rows, x, precision=jax.lax.Precision.HIGHEST)
     return jnp.einsum("pw,bowc->bopc", cols, x, precision=jax.lax.Precision.HIGHEST)
 
