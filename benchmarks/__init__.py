@@ -1,0 +1,1 @@
+"""Benchmark harness: the leaderboard (jobs, aggregation, plots), model complexity, published numbers."""

@@ -1,0 +1,359 @@
+"""The leaderboard harness: job list, split, skip/retry, overrides, aggregation, published data.
+
+Aggregation is tested on fake job workdirs holding random metrics: every number of ours in the
+tables must trace back to those files, and means/stds must equal numpy's. The last test runs the
+real `--tiny` pipeline (three tiny trainings + complexity) end to end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import aggregate, jobs as jobs_lib, published
+from tests.helpers import REPO
+
+MVTEC = jobs_lib.categories("mvtec_ad")
+METRICS = aggregate.METRIC_NAMES
+
+
+def write_fake_job(root, method, dataset, category, seed, *, variant="", weights="imagenet", rng):
+    """A finished job: its job.json (as the harness writes it) and an eval_metrics.json of random numbers."""
+    job = jobs_lib.Job(jobs_lib.TRAIN, method, dataset, category, seed, variant=variant)
+    workdir = jobs_lib.claim_workdir(job, root)
+    metrics = {m: float(rng.uniform(0.5, 1.0)) for m in METRICS}
+    metrics["image_auroc/scratch"] = float(rng.uniform())  # per-defect keys are not tabulated
+    data = {"dataset": dataset, "category": category, "method": method, "num_test_images": 10,
+            "teacher": {"arch": "resnet18", "weights": weights}, "metrics": metrics}
+    if weights == "random":
+        data["warning"] = "random teacher"
+    jobs_lib.write_json(os.path.join(workdir, jobs_lib.METRICS_FILE), data)
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def fake_board(tmp_path_factory):
+    """MVTec AD: rd4ad and sk_rd4ad on all 15 categories x 3 seeds; rgpkd on 3 categories, 1 seed (an
+    incomplete mean); an rgpkd ablation; a random-teacher synthetic job; one failed job."""
+    root = str(tmp_path_factory.mktemp("board"))
+    rng = np.random.default_rng(0)
+    written = {}  # (dataset, category, method_label) -> {seed: metrics}
+    for method in ("rd4ad", "sk_rd4ad"):
+        for category in MVTEC:
+            for seed in (0, 1, 2):
+                written.setdefault(("mvtec_ad", category, method), {})[seed] = write_fake_job(
+                    root, method, "mvtec_ad", category, seed, rng=rng)
+    for category in ("bottle", "carpet", "zipper"):
+        written[("mvtec_ad", category, "rgpkd")] = {0: write_fake_job(root, "rgpkd", "mvtec_ad", category, 0, rng=rng)}
+    written[("mvtec_ad", "bottle", "rgpkd+no_prompts")] = {
+        0: write_fake_job(root, "rgpkd", "mvtec_ad", "bottle", 0, variant="no_prompts", rng=rng)}
+    written[("synthetic", "grid", "rd4ad")] = {
+        5: write_fake_job(root, "rd4ad", "synthetic", "grid", 5, weights="random", rng=rng)}
+    failed = jobs_lib.Job(jobs_lib.TRAIN, "rgpkd", "mvtec_ad", "cable", 0)
+    jobs_lib.claim_workdir(failed, root)
+    jobs_lib.record_failure(failed, root, RuntimeError("out of memory\nsecond line"))
+    board = aggregate.aggregate(root, pending=["x/y/z/seed0"], plots=True)
+    return root, board, written
+
+
+def _expected_cell(per_seed: dict) -> tuple[float, float | None]:
+    values = np.array(list(per_seed.values()))
+    return values.mean(), (values.std(ddof=1) if len(values) > 1 else None)
+
+
+def test_every_row_number_traces_to_a_metrics_file_and_stats_match_numpy(fake_board):
+    _, board, written = fake_board
+    rows = {(r["dataset"], r["category"], r["method_label"]): r for r in board["rows"]}
+    assert set(rows) == set(written)
+    for key, seeds in written.items():
+        for metric in METRICS:
+            cell = rows[key]["metrics"][metric]
+            assert cell["per_seed"] == {s: m[metric] for s, m in seeds.items()}  # exact, from the file
+            mean, std = _expected_cell({s: m[metric] for s, m in seeds.items()})
+            assert cell["mean"] == pytest.approx(mean, rel=1e-12)
+            assert (cell["std"] is None) == (std is None)
+            if std is not None:
+                assert cell["std"] == pytest.approx(std, rel=1e-12)
+
+
+def test_dataset_and_texture_object_means(fake_board):
+    _, board, written = fake_board
+    summaries = {(s["dataset"], s["scope"], s["method_label"]): s for s in board["summaries"]}
+    for scope, categories in (("mean", MVTEC), ("mean/textures", published.GROUPS["mvtec_ad"]["textures"]),
+                              ("mean/objects", published.GROUPS["mvtec_ad"]["objects"])):
+        for metric in METRICS:
+            table = np.array([[written[("mvtec_ad", c, "rd4ad")][s][metric] for s in (0, 1, 2)] for c in categories])
+            cell = summaries[("mvtec_ad", scope, "rd4ad")]["metrics"][metric]
+            assert cell["mean"] == pytest.approx(table.mean(), rel=1e-12)
+            assert cell["std"] == pytest.approx(table.mean(axis=0).std(ddof=1), rel=1e-12)
+            assert cell["complete"]
+    # RD4AD's paper publishes the image-AUROC texture mean: the difference is ours minus it, in points.
+    textures = summaries[("mvtec_ad", "mean/textures", "rd4ad")]["metrics"]["image_auroc"]
+    assert textures["published_percent"] == 99.5
+    assert textures["diff_points"] == pytest.approx(100 * textures["mean"] - 99.5)
+    # rgpkd ran 3 of 15 categories: its mean is shown but never compared with the published 99.8.
+    partial = summaries[("mvtec_ad", "mean", "rgpkd")]["metrics"]["image_auroc"]
+    assert partial["num_categories"] == 3 and not partial["complete"]
+    assert partial["published_percent"] == 99.8 and partial["diff_points"] is None
+
+
+def test_published_numbers_sit_beside_the_matching_protocol(fake_board):
+    _, board, written = fake_board
+    rows = {(r["dataset"], r["category"], r["method_label"]): r for r in board["rows"]}
+    bottle = rows[("mvtec_ad", "bottle", "rd4ad")]["metrics"]
+    paper = next(r for r in published.REFERENCES if r.key == "rd4ad_paper")
+    assert bottle["aupro_rd4ad_per_image"]["published_percent"] == paper.values["aupro_rd4ad_per_image"]["bottle"]
+    assert bottle["aupro"]["published_percent"] is None  # nobody publishes the official AU-PRO
+    mean, _ = _expected_cell({s: m["pixel_auroc"] for s, m in written[("mvtec_ad", "bottle", "rd4ad")].items()})
+    assert bottle["pixel_auroc"]["diff_points"] == pytest.approx(100 * mean - 98.7)
+    # Ablations have no published counterpart; SK-RD4AD publishes no image AUROC.
+    assert rows[("mvtec_ad", "bottle", "rgpkd+no_prompts")]["metrics"]["image_auroc"]["published_percent"] is None
+    assert rows[("mvtec_ad", "bottle", "sk_rd4ad")]["metrics"]["image_auroc"]["published_percent"] is None
+    secondary = {(c["reference"], c["scope"], c["metric"]) for c in board["secondary"]}
+    assert ("anomalib_rd", "bottle", "pixel_auroc") in secondary
+    assert ("rgpkd_repo_result_test", "transistor", "aupro_rd4ad_per_image") in secondary
+
+
+def test_csv_numbers_are_the_json_numbers(fake_board):
+    root, board, written = fake_board
+    with open(os.path.join(root, "leaderboard.csv")) as f:
+        lines = list(csv.DictReader(f))
+    rows = {(r["dataset"], r["category"], r["method_label"]): r for r in board["rows"]}
+    checked = 0
+    for line in lines:
+        label = line["method"] + (f"+{line['variant']}" if line["variant"] else "")
+        key = (line["dataset"], line["scope"], label)
+        if key not in rows:
+            continue
+        per_seed = {int(k): float(v) for k, v in (p.split(":") for p in line["per_seed"].split(";"))}
+        assert per_seed == {s: m[line["metric"]] for s, m in written[key].items()}
+        mean, std = _expected_cell(per_seed)
+        assert float(line["mean"]) == pytest.approx(mean, rel=1e-12)
+        assert (line["std"] == "") == (std is None)
+        checked += 1
+    assert checked == sum(len(METRICS) for _ in written)
+
+
+def _markdown_table(text: str, heading: str) -> list[list[str]]:
+    section = text.split(f"## {heading}\n", 1)[1].lstrip("\n")
+    lines = section.split("\n\n", 1)[0].splitlines()
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_markdown_shows_mean_std_published_and_marks(fake_board):
+    root, board, written = fake_board
+    text = open(os.path.join(root, "leaderboard.md")).read()
+    table = _markdown_table(text, "mvtec_ad")
+    header_metrics = [c for c in aggregate._result_header("Category")]
+    by_key = {(r[0], r[1]): dict(zip(header_metrics, r)) for r in table}
+    for category in MVTEC:
+        for method in ("rd4ad", "sk_rd4ad"):
+            cells = by_key[(category, method)]
+            mean, std = _expected_cell({s: m["image_auroc"] for s, m in written[("mvtec_ad", category, method)].items()})
+            assert cells["Image AUROC"] == f"{100 * mean:.2f} ± {100 * std:.2f}"
+            mean, std = _expected_cell({s: m["aupro"] for s, m in written[("mvtec_ad", category, method)].items()})
+            assert cells["AU-PRO (official)"] == f"{100 * mean:.2f} ± {100 * std:.2f}"
+    assert by_key[("bottle", "rd4ad")]["Seeds"] == "0,1,2"
+    assert "**mean** (3/15 categories)" in [r[0] for r in table]
+    assert "**mean/textures**" in [r[0] for r in table]
+    synthetic = _markdown_table(text, "synthetic")
+    assert aggregate.RANDOM_TEACHER_MARK in synthetic[0][1]
+    assert "RuntimeError" in text and "out of memory" in text and "second line" not in text
+    assert "x/y/z/seed0" in text
+    assert os.path.getsize(os.path.join(root, "leaderboard_mvtec_ad.png")) > 1000
+    assert "![mvtec_ad](leaderboard_mvtec_ad.png)" in text
+    failed = json.load(open(os.path.join(root, "leaderboard.json")))["failed"]
+    assert [f["job"] for f in failed] == ["rgpkd/mvtec_ad/cable/seed0"]
+
+
+def test_published_data_is_internally_consistent():
+    paper = next(r for r in published.REFERENCES if r.key == "rd4ad_paper")
+    groups = published.GROUPS["mvtec_ad"]
+    assert sorted(groups["textures"] + groups["objects"]) == sorted(MVTEC)
+    image = paper.values["image_auroc"]
+    # Recomputing the paper's means from its per-class values gives the published means (REFERENCE_SPEC §2.9).
+    assert np.mean([image[c] for c in MVTEC]) == pytest.approx(image["mean"], abs=0.05)
+    assert np.mean([image[c] for c in groups["textures"]]) == pytest.approx(image["mean/textures"], abs=0.05)
+    assert np.mean([image[c] for c in groups["objects"]]) == pytest.approx(image["mean/objects"], abs=0.05)
+    for metric in ("pixel_auroc", "aupro_rd4ad_per_image"):
+        values = paper.values[metric]
+        assert np.mean([values[c] for c in MVTEC]) == pytest.approx(values["mean"], abs=0.05)
+    sk_visa = next(r for r in published.REFERENCES if r.key == "sk_rd4ad_readme_visa")
+    visa = jobs_lib.categories("visa")
+    for metric, values in sk_visa.values.items():
+        assert np.mean([values[c] for c in visa]) == pytest.approx(values["mean"], abs=0.1)
+    scopes = {"mean", *(f"mean/{g}" for g in groups)}
+    for ref in published.REFERENCES:
+        assert ref.method in jobs_lib.METHODS and ref.source and ref.caveat
+        assert set(ref.values) <= set(METRICS) - {"aupro"}  # published PRO is always the per-image variant
+        for values in ref.values.values():
+            assert set(values) - scopes <= set(jobs_lib.categories(ref.dataset)), ref.key
+    primaries = [(r.method, r.dataset) for r in published.REFERENCES if r.primary]
+    assert len(primaries) == len(set(primaries))
+
+
+def test_split_covers_every_job_exactly_once():
+    methods = ["sk_rd4ad", "rgpkd", "rd4ad"]
+    kwargs = dict(datasets=["mvtec_ad", "visa"], category_names=["all"], seeds=[0, 1, 2], ablations=True,
+                  ablation_bank_sizes=[16, 64], complexity=True)
+    jobs = jobs_lib.build_jobs(methods=methods, **kwargs)
+    shuffled = random.Random(0).sample(methods, len(methods))
+    assert jobs == jobs_lib.build_jobs(methods=shuffled, **kwargs)  # order does not depend on flag order
+    rgpkd_variants = 1 + len(jobs_lib.ABLATIONS) + 2
+    assert len(jobs) == (2 + rgpkd_variants) * ((15 + 12) * 3 + 2)
+    names = [j.name for j in jobs]
+    assert len(set(names)) == len(names)
+    for num_tasks in (1, 2, 7, len(jobs), len(jobs) + 3):
+        shares = [jobs_lib.split(jobs, i, num_tasks) for i in range(num_tasks)]
+        flat = [j.name for share in shares for j in share]
+        assert sorted(flat) == sorted(names)
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    with pytest.raises(ValueError, match="task_index"):
+        jobs_lib.split(jobs, 3, 3)
+
+
+def test_job_list_errors_are_clear():
+    with pytest.raises(ValueError, match="not categories of 'mvtec_ad'"):
+        jobs_lib.build_jobs(methods=["rd4ad"], datasets=["mvtec_ad"], category_names=["bottel"], seeds=[0])
+    with pytest.raises(ValueError, match="unknown"):
+        jobs_lib.build_jobs(methods=["rd5ad"], datasets=["mvtec_ad"], category_names=["all"], seeds=[0])
+    with pytest.raises(ValueError, match="add rgpkd"):
+        jobs_lib.build_jobs(methods=["rd4ad"], datasets=["mvtec_ad"], category_names=["all"], seeds=[0],
+                            ablations=True)
+    with pytest.raises(ValueError, match="name the categories"):
+        jobs_lib.build_jobs(methods=["rd4ad"], datasets=["no_such_set"], category_names=["all"], seeds=[0])
+
+
+def test_skip_finished_record_failed_and_retry(tmp_path):
+    root = str(tmp_path)
+    jobs = jobs_lib.build_jobs(methods=["rd4ad"], datasets=["mvtec_ad"], category_names=["bottle", "cable", "grid"],
+                               seeds=[0])
+    calls, broken = [], {"rd4ad/mvtec_ad/cable/seed0"}
+
+    def runner(job, workdir):
+        calls.append(job.name)
+        if job.name in broken:
+            raise FloatingPointError("loss is nan")
+        if job.category != "grid":  # grid stops early (e.g. max_steps_this_run) without a result
+            jobs_lib.write_json(os.path.join(workdir, jobs_lib.METRICS_FILE), {"metrics": {}})
+
+    first = jobs_lib.run_jobs(jobs, root, runner, log=lambda _: None)
+    assert calls == [j.name for j in jobs]
+    assert first["finished"] == ["rd4ad/mvtec_ad/bottle/seed0"]
+    assert first["failed"] == ["rd4ad/mvtec_ad/cable/seed0"]
+    assert first["unfinished"] == ["rd4ad/mvtec_ad/grid/seed0"]
+    error = jobs_lib.read_error(jobs[1], root)
+    assert error["type"] == "FloatingPointError" and error["message"] == "loss is nan"
+    assert "raise FloatingPointError" in error["traceback"]
+
+    calls.clear()
+    second = jobs_lib.run_jobs(jobs, root, runner, log=lambda _: None)
+    assert calls == ["rd4ad/mvtec_ad/grid/seed0"]  # finished and failed jobs are skipped
+    assert second["skipped_finished"] == ["rd4ad/mvtec_ad/bottle/seed0"]
+    assert second["skipped_failed"] == ["rd4ad/mvtec_ad/cable/seed0"]
+
+    calls.clear()
+    broken.clear()
+    third = jobs_lib.run_jobs(jobs, root, runner, retry_failed=True, log=lambda _: None)
+    assert calls == ["rd4ad/mvtec_ad/cable/seed0", "rd4ad/mvtec_ad/grid/seed0"]
+    assert third["finished"] == ["rd4ad/mvtec_ad/cable/seed0"]
+    assert jobs_lib.read_error(jobs[1], root) is None and jobs_lib.status(jobs[1], root) == "finished"
+
+
+def test_a_workdir_holding_another_spec_is_refused(tmp_path):
+    job = jobs_lib.Job(jobs_lib.TRAIN, "rd4ad", "mvtec_ad", "bottle", 0, overrides=("train.epochs=10",))
+    jobs_lib.claim_workdir(job, str(tmp_path))
+    jobs_lib.claim_workdir(job, str(tmp_path))  # the same spec again is fine
+    other = jobs_lib.Job(jobs_lib.TRAIN, "rd4ad", "mvtec_ad", "bottle", 0, overrides=("train.epochs=20",))
+    with pytest.raises(ValueError, match="job.json records a different job"):
+        jobs_lib.claim_workdir(other, str(tmp_path))
+    # A finished job with other settings is not skipped silently: nothing runs at all.
+    jobs_lib.write_json(os.path.join(job.workdir(str(tmp_path)), jobs_lib.METRICS_FILE), {"metrics": {}})
+    calls = []
+    with pytest.raises(ValueError, match="train.epochs=10"):
+        jobs_lib.run_jobs([other], str(tmp_path), lambda job, workdir: calls.append(job), log=lambda _: None)
+    assert calls == []
+
+
+def test_overrides_are_typed_by_the_existing_field_and_unknown_keys_fail():
+    configs = os.path.join(REPO, "configs")
+    job = jobs_lib.Job(jobs_lib.TRAIN, "rgpkd", "mvtec_ad", "bottle", 3, overrides=(
+        "model.prompts=False", "model.top_k=3", "train.learning_rate=2e-4", "teacher.arch=resnet34"))
+    config = jobs_lib.load_config(job, configs)
+    assert config.model.prompts is False and config.model.top_k == 3 and config.seed == 3
+    assert config.train.learning_rate == 2e-4 and config.teacher.arch == "resnet34"
+    for bad, message in (("model.top_kk=3", "has no key 'top_kk'"), ("modle.top_k=3", "no key 'modle'"),
+                         ("model.top_k=three", "top_k is int"), ("model.prompts=maybe", "is a bool"),
+                         ("model.top_k", "key.sub=value")):
+        with pytest.raises(ValueError, match=message):
+            jobs_lib.load_config(jobs_lib.Job(jobs_lib.TRAIN, "rgpkd", "mvtec_ad", "bottle", overrides=(bad,)), configs)
+    random_teacher = jobs_lib.Job(jobs_lib.TRAIN, "rd4ad", "mvtec_ad", "bottle", overrides=("teacher.weights=random",))
+    with pytest.raises(ValueError, match="only with --tiny"):
+        jobs_lib.load_config(random_teacher, configs)
+    tiny = jobs_lib.Job(jobs_lib.TRAIN, "rd4ad", "synthetic", "grid", tiny=True)
+    assert jobs_lib.load_config(tiny, configs).teacher.weights == "random"
+
+
+def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
+    root, _, _ = fake_board
+    command = [sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--methods=rd4ad,rgpkd",
+               "--categories=bottle,cable", "--seeds=0,1", "--task_index=0", "--num_tasks=3"]
+    listed = subprocess.run(command + ["--mode=list"], cwd=REPO, capture_output=True, text=True, check=True)
+    lines = [line.split() for line in listed.stdout.splitlines()]
+    everything = jobs_lib.build_jobs(methods=["rd4ad", "rgpkd"], datasets=["mvtec_ad"],
+                                     category_names=["bottle", "cable"], seeds=[0, 1])
+    assert [name for _, name in lines] == [j.name for j in everything[0::3]]
+    assert lines == [["finished", "rd4ad/mvtec_ad/bottle/seed0"], ["finished", "rd4ad/mvtec_ad/cable/seed1"],
+                     ["failed", "rgpkd/mvtec_ad/cable/seed0"]]
+    out = tmp_path / "tables"
+    subprocess.run(command[:4] + ["--mode=aggregate", f"--output_dir={out}", "--noplots"], cwd=REPO,
+                   capture_output=True, text=True, check=True)
+    assert sorted(os.listdir(out)) == ["complexity.csv", "leaderboard.csv", "leaderboard.json", "leaderboard.md"]
+    bad = subprocess.run(command[:4] + ["--mode=list", "--seeds=zero"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--seeds=zero" in bad.stderr
+
+
+def test_tiny_end_to_end(tmp_path):
+    """The real pipeline: three tiny trainings (random teacher) + complexity, then the tables."""
+    root = tmp_path / "tiny"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
+                           "--categories=grid"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    board = json.load(open(root / "leaderboard.json"))
+    assert not board["failed"] and not board["pending"]
+    assert sorted(r["method"] for r in board["rows"]) == ["rd4ad", "rgpkd", "sk_rd4ad"]
+    for row in board["rows"]:
+        metrics_file = json.load(open(row["files"][0]))
+        assert row["random_teacher"] and metrics_file["teacher"]["weights"] == "random"
+        for metric in METRICS:
+            assert row["metrics"][metric]["per_seed"] == {"0": metrics_file["metrics"][metric]}
+    assert aggregate.RANDOM_TEACHER_MARK in open(root / "leaderboard.md").read()
+    assert (root / "leaderboard_synthetic.png").stat().st_size > 1000
+    complexity = {c["method"]: c for c in board["complexity"]}
+    assert sorted(complexity) == ["rd4ad", "rgpkd", "sk_rd4ad"]
+    for record in complexity.values():
+        assert record["params_trainable"] > 0 and record["params_frozen"] > 0
+        # XLA drops what the map does not use (RGPKD's reconstruction head), so inference may be < forward.
+        assert record["gflops_per_image_inference"] > 0 and record["gflops_per_image_forward"] > 0
+        assert record["images_per_s_batch16"] > 0 and record["train_images_per_s"] > 0
+        assert record["device"] and record["jax_version"] and record["peak_memory_kind"]
+    rerun = subprocess.run([sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
+                            "--categories=grid"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and "6 skipped_finished" in rerun.stdout
+
+
+def test_gflops_count_a_multiply_add_as_two():
+    """XLA's cost analysis, as complexity.py reads it, against the textbook count of a matmul."""
+    import jax
+    import jax.numpy as jnp
+    from benchmarks import complexity
+    a, b = jnp.ones((16, 64, 32)), jnp.ones((32, 48))
+    compiled = jax.jit(lambda a, b: a @ b).lower(a, b).compile()
+    assert complexity._gflops_per_image(compiled, batch_size=16) == pytest.approx(2 * 64 * 32 * 48 / 1e9)
