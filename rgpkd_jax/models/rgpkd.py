@@ -1,0 +1,151 @@
+"""RGPKD as we interpret it (DESIGN.md "RGPKD as we implement it"; docs/rgpkd.md).
+
+Frozen ResNet18 teacher (F1, F2, F3), a U-Net student with its own encoder (``unet.py``) that
+matches them and reconstructs the image, and a bank of the training images' teacher features from
+which each input retrieves its nearest neighbours as prompts (``prompt.py``). Every part is a switch
+in ``config.model``: ``prompts``, ``reconstruction``, ``skips``, ``top_k``, ``bank_size``,
+``bank_dtype``, ``rec_weight``, ``base_width``, ``distill_loss``.
+
+Before training or evaluating with prompts on, fill the bank from the training split:
+``model.build_bank(batches)`` (batches: dicts with ``image`` and ``index``, un-augmented, one pass).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from rgpkd_jax import losses
+from rgpkd_jax.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from rgpkd_jax.models import Features
+from rgpkd_jax.models.prompt import PromptMemory, pooled_key
+from rgpkd_jax.models.resnet import DEFAULT_TAPS, ResNet
+from rgpkd_jax.models.unet import UNetStudent
+
+DISTILL_LOSSES = ("cosine", "mse")
+
+
+def unnormalise(images: jax.Array) -> jax.Array:
+    """ImageNet-normalised NHWC images -> the [0, 1] images the reconstruction head predicts."""
+    return images * jnp.asarray(IMAGENET_STD) + jnp.asarray(IMAGENET_MEAN)
+
+
+def _check_options(distill_loss: str, top_k: int, bank_size: int, rec_weight: float) -> None:
+    if distill_loss not in DISTILL_LOSSES:
+        raise ValueError(f"config.model.distill_loss={distill_loss!r}; choose one of {DISTILL_LOSSES}")
+    if top_k < 1:
+        raise ValueError(f"config.model.top_k={top_k}; it must be >= 1 (1 = the single nearest image)")
+    if bank_size < 0:
+        raise ValueError(f"config.model.bank_size={bank_size}; use 0 for every training image or a positive cap")
+    if rec_weight < 0:
+        raise ValueError(f"config.model.rec_weight={rec_weight}; it must be >= 0")
+
+
+class _Reservoir:
+    """Keeps a uniform random subset of at most ``capacity`` entries from a stream (Algorithm R),
+    so the bank never holds more than ``capacity`` images, on the host either; capacity None = all."""
+
+    def __init__(self, capacity: int | None, seed: int):
+        self.capacity = capacity
+        self.rng = np.random.default_rng(seed)
+        self.seen = 0
+        self.slots: list[tuple] = []
+
+    def add(self, entry: tuple) -> None:
+        if self.capacity is None or len(self.slots) < self.capacity:
+            self.slots.append(entry)
+        else:
+            slot = self.rng.integers(0, self.seen + 1)
+            if slot < self.capacity:
+                self.slots[slot] = entry
+        self.seen += 1
+
+
+@functools.partial(nnx.jit, static_argnames="dtype")
+def _bank_entries(teacher: ResNet, images: jax.Array, dtype: str) -> tuple[list[jax.Array], jax.Array]:
+    """A batch's bank entries: teacher F1..F3 in the bank's dtype, and float32 retrieval keys."""
+    features = teacher(images)
+    return [f.astype(dtype) for f in features], pooled_key(features[-1])
+
+
+class RGPKD(nnx.Module):
+    """``__call__(images, *, train, indices=None) -> Features``; ``loss(features, images)``.
+
+    The keyword arguments are ``config.model``'s switches (``models.build_model`` passes them);
+    ``bank_seed`` seeds the subset kept when ``bank_size`` caps the bank.
+    """
+
+    def __init__(self, teacher_arch: str = "resnet18", *, rngs: nnx.Rngs, prompts: bool = True,
+                 reconstruction: bool = True, skips: bool = True, top_k: int = 1, bank_size: int = 0,
+                 bank_dtype: str = "float32", rec_weight: float = 1.0, base_width: int = 64,
+                 distill_loss: str = "cosine", bank_seed: int = 0):
+        _check_options(distill_loss, top_k, bank_size, rec_weight)
+        self.teacher = ResNet(teacher_arch, rngs=rngs, num_layers=3)
+        channels = tuple(self.teacher.tap_channels[t] for t in DEFAULT_TAPS)
+        self.student = UNetStudent(
+            base_width=base_width, teacher_channels=channels, skips=skips,
+            reconstruction=reconstruction, prompt_channels=channels if prompts else None, rngs=rngs)
+        self.prompts = PromptMemory(channels, bank_dtype) if prompts else None
+        self.top_k = top_k
+        self.bank_size = bank_size
+        self.bank_seed = bank_seed
+        self.rec_weight = rec_weight
+        self.distill_loss = distill_loss
+
+    def teacher_features(self, images: jax.Array) -> list[jax.Array]:
+        """F1, F2, F3 with running BN statistics and no gradient path into the teacher."""
+        return [jax.lax.stop_gradient(f) for f in self.teacher(images)]
+
+    def __call__(self, images: jax.Array, *, train: bool, indices: jax.Array | None = None) -> Features:
+        teacher = self.teacher_features(images)
+        prompts = None
+        if self.prompts is not None:
+            if train and indices is None:
+                raise ValueError("RGPKD training with prompts needs each image's dataset index (the "
+                                 "batch's 'index') to keep an image from retrieving itself")
+            _, prompts = self.prompts.retrieve(teacher[-1], top_k=self.top_k,
+                                               exclude_indices=indices if train else None)
+        student, reconstruction = self.student(images, prompts, train=train)
+        return Features(teacher, student, reconstruction)
+
+    def loss(self, features: Features, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Sum over levels of the distillation distance, plus, with reconstruction on,
+        rec_weight * (MSE + 1 - SSIM) against the un-normalised [0, 1] image."""
+        distill = losses.distillation_loss(features.teacher, features.student, self.distill_loss)
+        terms = {"distill": distill}
+        total = distill
+        if features.reconstruction is not None:
+            target = unnormalise(images)
+            terms["rec_mse"] = losses.mse(features.reconstruction, target)
+            terms["rec_ssim"] = losses.ssim(features.reconstruction, target)
+            total = total + self.rec_weight * (terms["rec_mse"] + 1.0 - terms["rec_ssim"])
+        return total, terms
+
+    def build_bank(self, batches: Iterable[Mapping[str, np.ndarray]]) -> None:
+        """Fills the prompt bank from one pass over the training split (does nothing with prompts
+        off). Batches are dicts with ``image`` (normalised NHWC) and ``index``. With
+        ``config.model.bank_size`` > 0, a seeded uniform subset of that many images is kept."""
+        if self.prompts is None:
+            return
+
+        reservoir = _Reservoir(self.bank_size or None, self.bank_seed)
+        for batch in batches:
+            features, keys = jax.device_get(
+                _bank_entries(self.teacher, jnp.asarray(batch["image"]), self.prompts.dtype))
+            for i, index in enumerate(np.asarray(batch["index"])):
+                # Copies, so a replaced entry does not keep its whole batch alive.
+                reservoir.add(([f[i].copy() for f in features], keys[i].copy(), int(index)))
+        if not reservoir.slots:
+            raise ValueError("build_bank got no training batches; the training split is empty")
+        reservoir.slots.sort(key=lambda entry: entry[2])
+        self.prompts.set([np.stack([e[0][level] for e in reservoir.slots]) for level in range(3)],
+                         np.array([e[2] for e in reservoir.slots]),
+                         keys=np.stack([e[1] for e in reservoir.slots]))
+        logging.info("RGPKD prompt bank: %d of %d training images, %.1f MiB (%s)",
+                     self.prompts.size, reservoir.seen, self.prompts.nbytes / 2**20, self.prompts.dtype)
