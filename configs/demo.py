@@ -11,7 +11,7 @@ from rgpkd_jax.config_base import base_config
 
 
 def get_config(arg=None):
-    c = base_config("rd4ad", arg or "synthetic/all")
+    c = base_config("rd4ad", arg or "synthetic/grid")
     with c.unlocked():
         c.model.skips = False
         c.model.loss = "cosine"

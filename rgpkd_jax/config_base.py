@@ -64,6 +64,7 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         checkpoint_every_steps=500,
         max_to_keep=2,
         log_every_steps=10,
+        max_steps_this_run=0,     # >0: stop after this many steps (a time-limited job slot); rerun resumes
     ))
     c.eval = ml_collections.ConfigDict(dict(
         batch_size=16,

@@ -41,7 +41,7 @@ import orbax.checkpoint as ocp
 from absl import app, flags, logging
 from flax import nnx
 
-from rgpkd_jax import torch_pickle
+from rgpkd_jax import cache_dir, torch_pickle
 from rgpkd_jax.models import resnet as resnet_lib
 
 TORCHVISION_BASE_URL = "https://download.pytorch.org/models/"
@@ -247,11 +247,6 @@ class DownloadError(RuntimeError):
     """The official weights could not be fetched or failed their checksum."""
 
 
-def cache_dir() -> Path:
-    """``$RGPKD_JAX_CACHE`` or ``~/.cache/rgpkd_jax``."""
-    return Path(os.environ.get("RGPKD_JAX_CACHE") or "~/.cache/rgpkd_jax").expanduser().absolute()
-
-
 def imagenet_checkpoint_dir(arch: str) -> Path:
     """Where ``teacher.weights='imagenet'`` looks for the converted torchvision weights."""
     return cache_dir() / "teachers" / f"{arch}_imagenet"
@@ -440,14 +435,36 @@ def convert(arch: str, *, input_path: str | None = None, download: bool = False,
         "source": pth.name, "sha256": digest, "official_torchvision_imagenet": official})
 
 
+def import_official_rd4ad(config, workdir: str, path: str) -> None:
+    """An official RD4AD / SK-RD4AD checkpoint ({'bn', 'decoder'}) -> a workdir that
+    `python -m rgpkd_jax.main --mode=eval|predict` evaluates with the same config."""
+    from rgpkd_jax import train
+    from rgpkd_jax.models.official_checkpoint import load_official_rd4ad
+
+    if config is None or config.method not in ("rd4ad", "sk_rd4ad"):
+        raise app.UsageError("--official_rd4ad needs --config configs/rd4ad.py:<dataset>/<category> "
+                             "(or configs/sk_rd4ad.py) with the checkpoint's teacher arch")
+    if not workdir:
+        raise app.UsageError("--official_rd4ad needs --workdir: where the converted checkpoint goes")
+    model, _ = train.setup_model(config)
+    load_official_rd4ad(model, path)
+    train.save_imported_model(model, config, workdir)
+
+
 def _define_flags() -> None:
-    flags.DEFINE_enum("arch", None, list(resnet_lib.ARCHS), "Teacher architecture.", required=True)
+    from ml_collections import config_flags
+    flags.DEFINE_enum("arch", None, list(resnet_lib.ARCHS), "Teacher architecture (torchvision weights).")
     flags.DEFINE_string("input", None, "A torchvision .pth file to convert.")
     flags.DEFINE_bool("download", False, f"Download torchvision's ImageNet V1 weights from "
                       f"{TORCHVISION_BASE_URL} (sha256 checked) into the cache, then convert them.")
     flags.DEFINE_string("output", None, "Checkpoint directory to write. Default: the cache that "
                         "teacher.weights='imagenet' reads ($RGPKD_JAX_CACHE or ~/.cache/rgpkd_jax).")
     flags.DEFINE_bool("overwrite", False, "Replace an existing checkpoint directory.")
+    flags.DEFINE_string("official_rd4ad", None, "An official RD4AD / SK-RD4AD checkpoint "
+                        "({'bn','decoder'} .pth) to convert into --workdir, for --config.")
+    flags.DEFINE_string("workdir", None, "With --official_rd4ad: the workdir to write.")
+    config_flags.DEFINE_config_file("config", None, "With --official_rd4ad: the run's config, "
+                                    "e.g. configs/rd4ad.py:mvtec_ad/bottle.")
 
 
 class _HideOrbaxInfo(std_logging.Filter):
@@ -462,6 +479,16 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.get_absl_handler().addFilter(_HideOrbaxInfo())
     FLAGS = flags.FLAGS
+    if FLAGS.official_rd4ad:
+        try:
+            import_official_rd4ad(FLAGS.config, FLAGS.workdir, FLAGS.official_rd4ad)
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        print(f"Wrote {FLAGS.official_rd4ad} as the checkpoint of {FLAGS.workdir}. Evaluate it with: "
+              f"python -m rgpkd_jax.main --config <the same config> --workdir {FLAGS.workdir} --mode eval")
+        return
+    if FLAGS.arch is None:
+        raise app.UsageError("--arch is required (or --official_rd4ad with --config and --workdir)")
     try:
         directory = convert(FLAGS.arch, input_path=FLAGS.input, download=FLAGS.download,
                             output=FLAGS.output, overwrite=FLAGS.overwrite)

@@ -125,11 +125,11 @@ def print_summary(result: dict) -> None:
     m = result["metrics"]
     lines = [f"{result['method']} on {result['dataset']}/{result['category']} "
              f"({result['num_test_images']} test images):",
-             f"  image AUROC              {m['image_auroc']:.4f}",
-             f"  pixel AUROC              {m['pixel_auroc']:.4f}",
-             f"  AU-PRO (official, 0.3)   {m['aupro']:.4f}"]
-    if "aupro_rd4ad_per_image" in m:
-        lines.append(f"  AUPRO (RD4AD per-image)  {m['aupro_rd4ad_per_image']:.4f}")
+             f"  image AUROC              {m['image_auroc']:.4f}"]
+    for key, name in (("pixel_auroc", "pixel AUROC"), ("aupro", "AU-PRO (official)"),
+                      ("aupro_rd4ad_per_image", "AUPRO (RD4AD per-image)")):
+        if key in m:  # pixel metrics need masks: image-label-only datasets have none
+            lines.append(f"  {name:<24} {m[key]:.4f}")
     if result.get("warning"):
         lines.append("  WARNING: " + result["warning"])
     text = "\n".join(lines)
@@ -144,7 +144,7 @@ def compute_threshold(model, config, workdir: str) -> dict:
     quantile (`eval.threshold_quantile`, default 0.99) is a starting point to tune, not a guarantee.
     """
     runner = MapRunner(model, config)
-    scores = [runner(b["image"])[1] for b in pipeline.bank_batches(config, batch_size=runner.batch_size)]
+    scores = [runner(b["image"])[1] for b in pipeline.test_batches(config, batch_size=runner.batch_size, split="train")]
     scores = np.concatenate(scores)
     q = config.eval.threshold_quantile
     info = {"threshold": float(np.quantile(scores, q)), "quantile": q,

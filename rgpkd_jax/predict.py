@@ -40,7 +40,7 @@ def load_images(files: list[str], size: int) -> tuple[list[str], np.ndarray, dic
     good_files, images, errors = [], [], {}
     for f in files:
         try:
-            images.append(preprocess.load_image(f, size))
+            images.append(preprocess.preprocess_image(f, size))
             good_files.append(f)
         except Exception as e:  # noqa: BLE001 - any unreadable file is reported and skipped
             errors[f] = f"{type(e).__name__}: {e}"

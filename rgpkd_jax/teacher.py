@@ -48,7 +48,7 @@ def _download_or_none(convert, arch: str, model, reason: Exception):
     """First use of the demo: try to download and convert the ImageNet weights once."""
     logging.info("ImageNet weights for %s are not cached (%s); trying to download them", arch, reason)
     try:
-        convert.download_and_convert(arch)
+        convert.convert(arch, download=True)
         return convert.load_teacher(arch, "imagenet", num_layers=_num_layers(model))
     except Exception as e:  # noqa: BLE001 - no network here is the common case
         logging.warning("could not download the %s weights: %s", arch, e)

@@ -79,39 +79,45 @@ def make_train_step(graphdef):
     return train_step
 
 
+def _data_item() -> str:
+    """Each process checkpoints the position of its own data shard."""
+    return f"data_process{jax.process_index()}"
+
+
 def _checkpoint_manager(workdir: str, tc) -> ocp.CheckpointManager:
-    import grain.python as grain
     options = ocp.CheckpointManagerOptions(max_to_keep=tc.max_to_keep, create=True)
     return ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
         item_handlers={"state": ocp.StandardCheckpointHandler(),
-                       "data": grain.PyGrainCheckpointHandler()})
+                       _data_item(): ocp.JsonCheckpointHandler()})
 
 
 def _save(manager, step: int, state, data_iterator) -> None:
-    import grain.python as grain
-    manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state.to_pure_dict()),
-        data=grain.PyGrainCheckpointSave(data_iterator)))
+    manager.save(step, args=ocp.args.Composite(**{
+        "state": ocp.args.StandardSave(state.to_pure_dict()),
+        _data_item(): ocp.args.JsonSave(data_iterator.get_state())}))
     manager.wait_until_finished()
 
 
 def _restore(manager, step: int, state, data_iterator):
-    import grain.python as grain
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.to_pure_dict())
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target),
-        data=grain.PyGrainCheckpointRestore(data_iterator)))
+    restored = manager.restore(step, args=ocp.args.Composite(**{
+        "state": ocp.args.StandardRestore(target), _data_item(): ocp.args.JsonRestore()}))
     nnx.replace_by_pure_dict(state, restored["state"])
+    data_iterator.set_state(restored[_data_item()])
     return state
 
 
-def setup_model(config, *, train_data_for_bank=None):
-    """Builds the model, loads the teacher, and (RGPKD) fills its prompt bank."""
+def setup_model(config):
+    """Builds the model, loads the teacher, and (RGPKD) fills its prompt bank from the train split.
+
+    The bank is built before a checkpoint is restored too, so that its shape (set by the size of
+    the training split) matches the saved one; its values are a function of teacher and data.
+    """
     model = build_model(config, nnx.Rngs(config.seed))
     teacher_info = teacher_lib.load_into(model, config)
-    if hasattr(model, "build_bank") and train_data_for_bank is not None:
-        model.build_bank(train_data_for_bank())
+    if hasattr(model, "build_bank"):
+        model.build_bank(pipeline.test_batches(config, batch_size=config.train.batch_size, split="train"))
     return model, teacher_info
 
 
@@ -133,8 +139,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                          f"{tc.batch_size}; lower --config.train.batch_size")
     total_steps = tc.epochs * steps_per_epoch
 
-    model, teacher_info = setup_model(
-        config, train_data_for_bank=lambda: pipeline.bank_batches(config, batch_size=tc.batch_size))
+    model, teacher_info = setup_model(config)
     _write_json(os.path.join(workdir, "run_info.json"), {
         "config": config.to_dict(), "teacher": teacher_info, "num_train": num_train,
         "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
@@ -157,7 +162,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
     train_step = make_train_step(graphdef)
     writer = metric_writer.MetricWriter(workdir, total_steps, step, enabled=jax.process_index() == 0)
-    stop_at = total_steps if not tc.get("max_steps_this_run") else min(total_steps, step + tc.max_steps_this_run)
+    stop_at = min(total_steps, step + tc.max_steps_this_run) if tc.max_steps_this_run else total_steps
     window_start, window_steps, pending = time.perf_counter(), 0, []
     last_saved = step
     try:
@@ -211,6 +216,21 @@ def _split_train_state(model, tc, schedule):
     """(graphdef, state) of {'model', 'optimizer'}: what the train step updates and checkpoints hold."""
     optimizer = nnx.Optimizer(model, make_optimizer(tc, schedule), wrt=TRAINABLE)
     return nnx.split({"model": model, "optimizer": optimizer})
+
+
+def save_imported_model(model, config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Saves a model trained elsewhere (an official RD4AD checkpoint) as the workdir's checkpoint
+    at step 0, so that --mode=eval and --mode=predict use it; also writes the predict threshold."""
+    graphdef, state = _split_train_state(model, config.train, optax.constant_schedule(0.0))
+    manager = _checkpoint_manager(workdir, config.train)
+    if manager.latest_step() is not None:
+        manager.close()
+        raise FileExistsError(f"{workdir} already holds checkpoints; import into an empty --workdir")
+    manager.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(state.to_pure_dict())))
+    manager.wait_until_finished()
+    manager.close()
+    from rgpkd_jax import evaluate
+    evaluate.compute_threshold(nnx.merge(graphdef, state)["model"], config, workdir)
 
 
 def load_trained_model(config: ml_collections.ConfigDict, workdir: str):

@@ -49,6 +49,11 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     for method in ("rd4ad", "sk_rd4ad", "rgpkd"):
         workdir = os.path.join(sys.argv[2], method)
         config = tiny_config(method, data_dir=sys.argv[3], epochs=1, batch_size=8, log_every_steps=1)
+        # Plain SGD: Adam's first steps are sign-like on near-zero gradients, so float
+        # reduction-order noise (~1e-7) between 1 and 4 devices flips some updates by 2 lr and
+        # hides what this test checks (sharded batch, cross-device BN statistics, loss averaging).
+        config.train.optimizer, config.train.learning_rate = "sgd", 0.01
+        config.train.schedule, config.train.max_steps_this_run = "constant", 3
         train.train_and_evaluate(config, workdir, evaluate_after=False)
         out[method] = [r["loss"] for r in metric_writer.read_metrics(workdir)]
     print("LOSSES=" + json.dumps(out))
@@ -69,7 +74,8 @@ def test_four_devices_match_one_device(tmp_path, synthetic_data_dir):
     one = _run_on_devices(1, tmp_path / "one", synthetic_data_dir)
     four = _run_on_devices(4, tmp_path / "four", synthetic_data_dir)
     for method in one:
-        assert len(one[method]) >= 3, method
+        assert len(one[method]) == 3, method
+        assert abs(one[method][-1] - one[method][0]) > 1e-4 * abs(one[method][0]), "no training happened"
         np.testing.assert_allclose(four[method], one[method], rtol=1e-5, err_msg=method)
 
 
