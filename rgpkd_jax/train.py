@@ -94,13 +94,13 @@ def _checkpoint_manager(workdir: str, tc) -> ocp.CheckpointManager:
 
 def _save(manager, step: int, state, data_iterator) -> None:
     manager.save(step, args=ocp.args.Composite(**{
-        "state": ocp.args.StandardSave(state.to_pure_dict()),
+        "state": ocp.args.StandardSave(nnx.to_pure_dict(state)),
         _data_item(): ocp.args.JsonSave(data_iterator.get_state())}))
     manager.wait_until_finished()
 
 
 def _restore(manager, step: int, state, data_iterator):
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.to_pure_dict())
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(state))
     restored = manager.restore(step, args=ocp.args.Composite(**{
         "state": ocp.args.StandardRestore(target), _data_item(): ocp.args.JsonRestore()}))
     nnx.replace_by_pure_dict(state, restored["state"])
@@ -226,7 +226,7 @@ def save_imported_model(model, config: ml_collections.ConfigDict, workdir: str) 
     if manager.latest_step() is not None:
         manager.close()
         raise FileExistsError(f"{workdir} already holds checkpoints; import into an empty --workdir")
-    manager.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(state.to_pure_dict())))
+    manager.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(nnx.to_pure_dict(state))))
     manager.wait_until_finished()
     manager.close()
     from rgpkd_jax import evaluate
@@ -245,7 +245,7 @@ def load_trained_model(config: ml_collections.ConfigDict, workdir: str):
     model, teacher_info = setup_model(config)
     # The optimiser state is restored too (the checkpoint holds both); its schedule is irrelevant.
     graphdef, state = _split_train_state(model, config.train, optax.constant_schedule(0.0))
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.to_pure_dict())
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(state))
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     manager.close()
     nnx.replace_by_pure_dict(state, restored["state"])

@@ -30,7 +30,7 @@ def _losses(workdir):
 
 def _final_params(workdir, config):
     model, _, step = train.load_trained_model(config, workdir)
-    return step, nnx.state(model).to_pure_dict()
+    return step, nnx.to_pure_dict(nnx.state(model))
 
 
 def _assert_trees_close(a, b, rtol):
@@ -138,14 +138,14 @@ def test_seed_determines_the_loss_trajectory(tmp_path, synthetic_data_dir):
 def test_teacher_is_unchanged_by_training(tmp_path, synthetic_data_dir, method):
     config = tiny_config(method, data_dir=synthetic_data_dir, epochs=1)
     model, _ = train.setup_model(config)
-    before = nnx.state(model.teacher).to_pure_dict()
+    before = nnx.to_pure_dict(nnx.state(model.teacher))
     train.train_and_evaluate(config, str(tmp_path), evaluate_after=False)
     after_model, _, _ = train.load_trained_model(config, str(tmp_path))
-    after = nnx.state(after_model.teacher).to_pure_dict()
+    after = nnx.to_pure_dict(nnx.state(after_model.teacher))
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(before), jax.tree.leaves(after)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
-    student_before = nnx.state(model.decoder if method == "rd4ad" else model.student).to_pure_dict()
-    student_after = nnx.state(after_model.decoder if method == "rd4ad" else after_model.student).to_pure_dict()
+    student_before = nnx.to_pure_dict(nnx.state(model.decoder if method == "rd4ad" else model.student))
+    student_after = nnx.to_pure_dict(nnx.state(after_model.decoder if method == "rd4ad" else after_model.student))
     assert any(not np.array_equal(np.asarray(x), np.asarray(y))
                for x, y in zip(jax.tree.leaves(student_before), jax.tree.leaves(student_after)))
 
@@ -171,5 +171,5 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
                                  data_source=lambda: _PoisonedIterator(make(), 4))
     _, _, step = train.load_trained_model(config, str(tmp_path))
     assert step == 4
-    params = nnx.state(train.load_trained_model(config, str(tmp_path))[0]).to_pure_dict()
+    params = nnx.to_pure_dict(nnx.state(train.load_trained_model(config, str(tmp_path))[0]))
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))

@@ -1,0 +1,83 @@
+"""The evaluator's outputs and predict on new images (including an unreadable file)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rgpkd_jax import evaluate, predict, train, visualize
+from rgpkd_jax.data import pipeline, preprocess
+from tests.helpers import tiny_config
+
+
+@pytest.fixture(scope="module")
+def saved_workdir(tmp_path_factory, synthetic_data_dir):
+    """A workdir holding an (untrained) tiny RD4AD checkpoint and its threshold."""
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir, num_visualise=2)
+    workdir = str(tmp_path_factory.mktemp("workdir"))
+    model, _ = train.setup_model(config)
+    train.save_imported_model(model, config, workdir)
+    return config, workdir
+
+
+def test_evaluation_writes_metrics_and_figures(saved_workdir):
+    config, workdir = saved_workdir
+    result = evaluate.evaluate_checkpoint(config, workdir)
+    with open(os.path.join(workdir, evaluate.METRICS_FILE)) as f:
+        written = json.load(f)
+    assert written["metrics"] == pytest.approx(result["metrics"])
+    assert written["num_test_images"] == pipeline.num_examples(config, "test")
+    for key in ("image_auroc", "pixel_auroc", "aupro", "aupro_rd4ad_per_image"):
+        assert 0.0 <= written["metrics"][key] <= 1.0, key
+    assert any(k.startswith("image_auroc/") for k in written["metrics"])
+    assert "RANDOM TEACHER" in written["warning"]
+    for name in (visualize.SHEET_FILE, visualize.CURVES_FILE):
+        with Image.open(os.path.join(workdir, name)) as image:
+            assert image.size[0] > 100 and image.size[1] > 100
+
+
+def test_threshold_comes_from_training_images(saved_workdir):
+    config, workdir = saved_workdir
+    with open(os.path.join(workdir, evaluate.THRESHOLD_FILE)) as f:
+        info = json.load(f)
+    assert info["num_images"] == pipeline.num_examples(config, "train")
+    assert info["quantile"] == config.eval.threshold_quantile
+
+
+def test_predict_scores_a_folder_and_names_the_unreadable_file(saved_workdir, tmp_path):
+    config, workdir = saved_workdir
+    folder = tmp_path / "new_images"
+    (folder / "sub").mkdir(parents=True)
+    test_batch = next(iter(pipeline.test_batches(config, batch_size=3)))
+    images = np.clip(np.asarray(evaluate._to_uint8(test_batch["image"])), 0, 255)
+    Image.fromarray(images[0]).save(folder / "a.png")
+    Image.fromarray(images[1]).save(folder / "sub" / "b.jpg")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+
+    result = predict.predict_path(config, workdir, str(folder), output_dir=str(tmp_path / "out"))
+    scored = {os.path.basename(r["file"]) for r in result["predictions"]}
+    assert scored == {"a.png", "b.jpg"}
+    assert list(result["errors"]) == [str(folder / "broken.png")]
+    with open(tmp_path / "out" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [os.path.basename(r["file"]) for r in rows] == ["a.png", "b.jpg"]
+    for row in result["predictions"]:
+        assert row["defective"] == (row["score"] > result["threshold"])
+        assert os.path.exists(row["heatmap"])
+    # predict's score of a file equals the evaluator's score of the same preprocessed file.
+    image = preprocess.preprocess_image(str(folder / "a.png"), config.dataset.image_size)
+    runner_scores = evaluate.MapRunner(train.load_trained_model(config, workdir)[0], config)(
+        image[None])[1]
+    np.testing.assert_allclose(result["predictions"][0]["score"], runner_scores[0], rtol=1e-4)
+
+
+def test_predict_without_training_says_what_to_do(tmp_path, synthetic_data_dir):
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
+    with pytest.raises(FileNotFoundError, match="threshold.json"):
+        predict.predict_path(config, str(tmp_path), str(tmp_path))
