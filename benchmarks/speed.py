@@ -63,6 +63,8 @@ _BUDGET_S = flags.DEFINE_float("budget_s", 600.0, "a section that would start af
                                "seconds is skipped (and listed as skipped)")
 _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "if set, write a jax profiler trace of a few "
                                    "of our RD4AD train steps there")
+_PROPOSED = flags.DEFINE_bool("proposed", False, "apply the model speed-ups proposed in "
+                              "benchmarks/NOTES.md (as monkeypatches) before measuring")
 _PROBE = flags.DEFINE_string("probe", "", "internal: '<task>:<impl>' measures one peak-memory probe "
                              "in this process and prints it as JSON")
 
@@ -167,6 +169,36 @@ def matmul_fn(size: int = 2048):
 
 def _load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+# ----------------------------------------------------------------------------- proposed patches
+
+
+def _deconv2x2_as_matmul(self, inputs):
+    """nnx.ConvTranspose for the 2x2 stride-2 'VALID' case as one matmul + depth-to-space.
+
+    The windows do not overlap, so ``out[2i + a, 2j + b] = x[i, j] @ kernel[1 - a, 1 - b]``
+    (lax.conv_transpose's flipped kernel): the same values, and XLA:CPU differentiates it with
+    matmuls instead of a window-dilated convolution, which it runs on a slow generic loop.
+    """
+    b, h, w, _ = inputs.shape
+    y = jnp.einsum("bhwc,ijco->bhiwjo", inputs, self.kernel[...][::-1, ::-1])
+    return y.reshape(b, 2 * h, 2 * w, y.shape[-1])
+
+
+def apply_proposed_patches() -> list[str]:
+    """Monkeypatches the speed-ups of benchmarks/NOTES.md into the library; returns their names."""
+    from flax import nnx
+    original = nnx.ConvTranspose.__call__
+
+    def call(self, inputs):
+        simple = (tuple(self.kernel_size) == (2, 2) and tuple(self.strides) == (2, 2)
+                  and self.padding == "VALID" and self.bias is None and inputs.ndim == 4
+                  and self.kernel_dilation in (None, 1, (1, 1)))
+        return _deconv2x2_as_matmul(self, inputs) if simple else original(self, inputs)
+
+    nnx.ConvTranspose.__call__ = call
+    return ["deconv2x2_as_matmul"]
 
 
 # ----------------------------------------------------------------------------- our side
@@ -474,7 +506,7 @@ def memory_section(run: Run) -> None:
 
 def _run_probe(spec: str) -> dict:
     command = [sys.executable, "-m", "benchmarks.speed", f"--probe={spec}",
-               f"--tiny={_TINY.value}", f"--peers={_PEERS.value}"]
+               f"--tiny={_TINY.value}", f"--peers={_PEERS.value}", f"--proposed={_PROPOSED.value}"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"memory probe {spec} failed:\n{done.stderr[-3000:]}")
@@ -611,10 +643,12 @@ def main(argv) -> None:
     setup = TINY if _TINY.value else FULL
     setup = dataclasses.replace(setup, **{k: v for k, v in (("warmup", _WARMUP.value),
                                                             ("repeats", _REPEATS.value)) if v is not None})
+    patches = apply_proposed_patches() if _PROPOSED.value else []
     if _PROBE.value:
         print(json.dumps(probe(_PROBE.value, setup)), flush=True)
         return
     result = benchmark(setup, _SECTIONS.value)
+    result["proposed_patches"] = patches
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
     _write(os.path.join(_OUTPUT_DIR.value, JSON_FILE), json.dumps(result, indent=2, default=str) + "\n")
     markdown = to_markdown(result)

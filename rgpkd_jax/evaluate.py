@@ -132,9 +132,7 @@ def print_summary(result: dict) -> None:
             lines.append(f"  {name:<24} {m[key]:.4f}")
     if result.get("warning"):
         lines.append("  WARNING: " + result["warning"])
-    text = "\n".join(lines)
-    logging.info("%s", text)
-    print(text, flush=True)
+    print("\n".join(lines), flush=True)
 
 
 def compute_threshold(model, config, workdir: str) -> dict:
