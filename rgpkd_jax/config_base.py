@@ -79,7 +79,7 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         threshold_quantile=0.99,   # predict: decision threshold from normal training images
     ))
     c.distributed = False  # call jax.distributed.initialize() (multi-host)
-    c.profile_dir = ""     # if set, write a jax profiler trace of a few train steps there
+    c.profile_dir = ""     # if set, write a jax profiler trace of train steps 3-5 there (TensorBoard/Perfetto)
 
     if "tiny" in options:
         shrink_to_tiny(c)

@@ -133,7 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     mesh = sharding.make_mesh()
     sharding.check_global_batch(tc.batch_size, mesh)
     num_train = pipeline.num_examples(config, "train")
-    steps_per_epoch = num_train // tc.batch_size
+    steps_per_epoch = pipeline.steps_per_epoch(config, shard_count=jax.process_count())
     if steps_per_epoch == 0:
         raise ValueError(f"the training split has {num_train} images, fewer than train.batch_size="
                          f"{tc.batch_size}; lower --config.train.batch_size")
@@ -165,13 +165,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     stop_at = min(total_steps, step + tc.max_steps_this_run) if tc.max_steps_this_run else total_steps
     window_start, window_steps, pending = time.perf_counter(), 0, []
     last_saved = step
+    profile_steps = (step + 2, step + 5) if config.profile_dir else None  # after the compile
     try:
         while step < stop_at:
+            if profile_steps and step == profile_steps[0]:
+                jax.profiler.start_trace(config.profile_dir)
             batch = sharding.shard_batch(next(data_iterator), mesh)
             state, metrics = train_step(state, batch)
             step += 1
             window_steps += 1
             pending.append((step, metrics["loss"]))
+            if profile_steps and step == profile_steps[1]:
+                jax.block_until_ready(state)
+                jax.profiler.stop_trace()
+                logging.info("wrote a profiler trace of steps %d-%d to %s", *profile_steps, config.profile_dir)
+                profile_steps = None
             at_checkpoint = step % tc.checkpoint_every_steps == 0 or step == stop_at
             if step % tc.log_every_steps == 0 or at_checkpoint:
                 _raise_if_nonfinite(pending, last_saved)  # blocks: also ends the timing window

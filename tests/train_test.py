@@ -173,3 +173,11 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert step == 4
     params = nnx.to_pure_dict(nnx.state(train.load_trained_model(config, str(tmp_path))[0]))
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+def test_profile_dir_writes_a_trace_of_a_few_steps(tmp_path, synthetic_data_dir):
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir, epochs=1)
+    config.profile_dir = str(tmp_path / "trace")
+    train.train_and_evaluate(config, str(tmp_path / "run"), evaluate_after=False)
+    traces = [f for _, _, files in os.walk(config.profile_dir) for f in files if f.endswith(".xplane.pb")]
+    assert traces, "no profiler trace written"
