@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from rgpkd_jax.models.resnet import batch_norm, conv, run_layer, spec_for
@@ -26,10 +27,27 @@ torch_deconv_default_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_ou
 DECODER_PLANES = (256, 128, 64)  # D1, D2, D3
 
 
-def deconv2x2(in_ch: int, out_ch: int, rngs: nnx.Rngs) -> nnx.ConvTranspose:
+class Deconv2x2(nnx.ConvTranspose):
+    """A bias-free 2x2 stride-2 'VALID' transposed conv computed as one matmul + depth-to-space.
+
+    The windows do not overlap, so out[2i + a, 2j + b] = x[i, j] @ kernel[1 - a, 1 - b] (the kernel
+    as `lax.conv_transpose` applies it): identical values and parameters. XLA:CPU differentiates
+    the matmul at full speed, whereas the kernel gradient of `lax.conv_transpose` is a window-dilated
+    convolution it runs ~60x slower (benchmarks/NOTES.md, finding 1).
+    """
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        if self.kernel_size != (2, 2) or self.strides != (2, 2) or self.use_bias:
+            raise ValueError("Deconv2x2 is for bias-free 2x2 stride-2 transposed convolutions only")
+        b, h, w, _ = inputs.shape
+        y = jnp.einsum("bhwc,ijco->bhiwjo", inputs, self.kernel[...][::-1, ::-1])
+        return y.reshape(b, 2 * h, 2 * w, y.shape[-1])
+
+
+def deconv2x2(in_ch: int, out_ch: int, rngs: nnx.Rngs, kernel_init=torch_deconv_default_init) -> Deconv2x2:
     """2x2 stride-2 bias-free transposed conv: doubles H and W exactly."""
-    return nnx.ConvTranspose(in_ch, out_ch, (2, 2), strides=(2, 2), padding="VALID", use_bias=False,
-                             kernel_init=torch_deconv_default_init, rngs=rngs)
+    return Deconv2x2(in_ch, out_ch, (2, 2), strides=(2, 2), padding="VALID", use_bias=False,
+                     kernel_init=kernel_init, rngs=rngs)
 
 
 class DeBasicBlock(nnx.Module):

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from rgpkd_jax.models.decoder import deconv2x2
 from rgpkd_jax.models.prompt import CrossAttentionFusion
 from rgpkd_jax.models.resnet import batch_norm, conv
 
@@ -53,8 +54,7 @@ class Upsample(nnx.Module):
     """2x2 stride-2 transposed conv ('VALID': exactly doubles H and W) -> BN -> ReLU."""
 
     def __init__(self, in_ch: int, out_ch: int, rngs: nnx.Rngs):
-        self.deconv = nnx.ConvTranspose(in_ch, out_ch, (2, 2), strides=(2, 2), padding="VALID",
-                                        use_bias=False, rngs=rngs)
+        self.deconv = deconv2x2(in_ch, out_ch, rngs, kernel_init=nnx.initializers.lecun_normal())
         self.bn = batch_norm(out_ch, rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:

@@ -324,7 +324,8 @@ def test_tiny_end_to_end(tmp_path):
     """The real pipeline: three tiny trainings (random teacher) + complexity, then the tables."""
     root = tmp_path / "tiny"
     done = subprocess.run([sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
-                           "--categories=grid"], cwd=REPO, capture_output=True, text=True, timeout=900)
+                           "--categories=grid", "--overrides=train.epochs=1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     board = json.load(open(root / "leaderboard.json"))
     assert not board["failed"] and not board["pending"]
@@ -345,7 +346,8 @@ def test_tiny_end_to_end(tmp_path):
         assert record["images_per_s_batch16"] > 0 and record["train_images_per_s"] > 0
         assert record["device"] and record["jax_version"] and record["peak_memory_kind"]
     rerun = subprocess.run([sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
-                            "--categories=grid"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                            "--categories=grid", "--overrides=train.epochs=1"],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and "6 skipped_finished" in rerun.stdout
 
 
