@@ -132,34 +132,39 @@ def measure(config, *, warmup: int = 3, repeats: int = 20, train_steps: int = 10
 
 # --- command line ------------------------------------------------------------------------------
 
-_METHOD = flags.DEFINE_enum("method", None, jobs_lib.METHODS, "Which model.")
-_DATASET = flags.DEFINE_string("dataset", "mvtec_ad", "Dataset of the config (sets image size only).")
-_CATEGORY = flags.DEFINE_string("category", "bottle", "Category of the config.")
-_TINY = flags.DEFINE_bool("tiny", False, "Use the config's tiny (CPU) form.")
-_OVERRIDES = flags.DEFINE_multi_string("overrides", [], "Config overrides key.sub=value.")
-_CONFIG_DIR = flags.DEFINE_string("config_dir", "configs", "Folder holding <method>.py configs.")
-_OUTPUT = flags.DEFINE_string("output", None, "Write the JSON result here (default: print it).")
-_REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per measurement.")
-_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed calls before timing.")
-_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 10, "Timed training steps.")
-_BANK_ENTRIES = flags.DEFINE_integer("bank_entries", 256, "RGPKD prompt-bank entries when model.bank_size=0.")
+def _define_flags() -> None:
+    """Only when run as a program: importing this module (the leaderboard, tests) defines no flags,
+    so it cannot collide with another benchmark's flags of the same name."""
+    flags.DEFINE_enum("method", None, jobs_lib.METHODS, "Which model.")
+    flags.DEFINE_string("dataset", "mvtec_ad", "Dataset of the config (sets image size only).")
+    flags.DEFINE_string("category", "bottle", "Category of the config.")
+    flags.DEFINE_bool("tiny", False, "Use the config's tiny (CPU) form.")
+    flags.DEFINE_multi_string("overrides", [], "Config overrides key.sub=value.")
+    flags.DEFINE_string("config_dir", "configs", "Folder holding <method>.py configs.")
+    flags.DEFINE_string("output", None, "Write the JSON result here (default: print it).")
+    flags.DEFINE_integer("repeats", 20, "Timed calls per measurement.")
+    flags.DEFINE_integer("warmup", 3, "Untimed calls before timing.")
+    flags.DEFINE_integer("train_steps", 10, "Timed training steps.")
+    flags.DEFINE_integer("bank_entries", 256, "RGPKD prompt-bank entries when model.bank_size=0.")
 
 
 def main(argv):
+    f = flags.FLAGS
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if _METHOD.value is None:
+    if f.method is None:
         raise app.UsageError(f"--method is required: one of {jobs_lib.METHODS}")
-    job = jobs_lib.Job(jobs_lib.COMPLEXITY, _METHOD.value, _DATASET.value, _CATEGORY.value,
-                       overrides=tuple(_OVERRIDES.value), tiny=_TINY.value)
-    config = jobs_lib.load_config(job, _CONFIG_DIR.value)
-    result = measure(config, warmup=_WARMUP.value, repeats=_REPEATS.value, train_steps=_TRAIN_STEPS.value,
-                     bank_entries=_BANK_ENTRIES.value)
+    job = jobs_lib.Job(jobs_lib.COMPLEXITY, f.method, f.dataset, f.category,
+                       overrides=tuple(f.overrides), tiny=f.tiny)
+    config = jobs_lib.load_config(job, f.config_dir)
+    result = measure(config, warmup=f.warmup, repeats=f.repeats, train_steps=f.train_steps,
+                     bank_entries=f.bank_entries)
     result["overrides"] = list(job.overrides)
-    if _OUTPUT.value:
-        jobs_lib.write_json(_OUTPUT.value, result)
+    if f.output:
+        jobs_lib.write_json(f.output, result)
     print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
