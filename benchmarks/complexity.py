@@ -113,7 +113,7 @@ def measure(config, *, warmup: int = 3, repeats: int = 20, train_steps: int = 10
         result[f"images_per_s_batch{batch_size}"] = batch_size / seconds
 
     train_batch = config.train.batch_size
-    graphdef, train_state = train._split_train_state(model, config.train, optax.constant_schedule(1e-4))
+    graphdef, train_state = train.split_train_state(model, config.train, optax.constant_schedule(1e-4))
     step = train.make_train_step(graphdef)
     batch = {"image": _random_images(train_batch, size, seed=1), "index": jnp.arange(train_batch, dtype=jnp.int32)}
     holder = {"state": train_state}

@@ -299,7 +299,7 @@ class OursTrain:
 
         from rgpkd_jax import train
         model = build_ours(config, setup)
-        graphdef, self.state = train._split_train_state(
+        graphdef, self.state = train.split_train_state(
             model, config.train, optax.constant_schedule(config.train.learning_rate))
         self.step = train.make_train_step(graphdef)
         self.batch = {"image": jax.device_put(images),

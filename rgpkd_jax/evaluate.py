@@ -87,13 +87,14 @@ def collect_test_predictions(model, config) -> dict[str, np.ndarray]:
         for key in ("mask", "label", "defect_type", "file_name"):
             parts[key].append(np.asarray(batch[key]))
         if keep_images:
-            parts["image"].append(_to_uint8(batch["image"]))
+            parts["image"].append(to_uint8(batch["image"]))
     if not parts["map"]:
         raise ValueError(f"the test split of {config.dataset.name}/{config.dataset.category} is empty")
     return {k: np.concatenate(v) for k, v in parts.items() if v}
 
 
-def _to_uint8(images: np.ndarray) -> np.ndarray:
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Normalised NHWC images back to uint8 RGB (for figures and heat-map overlays)."""
     return (np.clip(np.asarray(preprocess.denormalize(images)), 0, 1) * 255).round().astype(np.uint8)
 
 

@@ -66,7 +66,7 @@ def predict_path(config, workdir: str, input_path: str, *, output_dir: str | Non
     if len(files):
         maps, scores = evaluate.MapRunner(model, config)(images)
         vmin, vmax = float(maps.min()), float(maps.max())
-        uint8_images = evaluate._to_uint8(images)
+        uint8_images = evaluate.to_uint8(images)
         for i, f in enumerate(files):
             heatmap_path = os.path.join(output_dir, _safe_name(f, input_path) + "_heatmap.png")
             _save_png(visualize.overlay(uint8_images[i], maps[i], vmin, vmax), heatmap_path)

@@ -147,7 +147,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         "jax_version": jax.__version__})
 
     schedule = make_schedule(tc, total_steps, steps_per_epoch)
-    graphdef, state = _split_train_state(model, tc, schedule)
+    graphdef, state = split_train_state(model, tc, schedule)
     state = jax.device_put(state, sharding.replicated(mesh))
 
     make_iterator = data_source or (lambda: pipeline.train_iterator(
@@ -220,7 +220,7 @@ def _raise_if_nonfinite(pending: list, last_saved: int) -> None:
                 f"(step {last_saved}) is kept. Lower --config.train.learning_rate or check the data.")
 
 
-def _split_train_state(model, tc, schedule):
+def split_train_state(model, tc, schedule):
     """(graphdef, state) of {'model', 'optimizer'}: what the train step updates and checkpoints hold."""
     optimizer = nnx.Optimizer(model, make_optimizer(tc, schedule), wrt=TRAINABLE)
     return nnx.split({"model": model, "optimizer": optimizer})
@@ -229,7 +229,7 @@ def _split_train_state(model, tc, schedule):
 def save_imported_model(model, config: ml_collections.ConfigDict, workdir: str) -> None:
     """Saves a model trained elsewhere (an official RD4AD checkpoint) as the workdir's checkpoint
     at step 0, so that --mode=eval and --mode=predict use it; also writes the predict threshold."""
-    graphdef, state = _split_train_state(model, config.train, optax.constant_schedule(0.0))
+    graphdef, state = split_train_state(model, config.train, optax.constant_schedule(0.0))
     manager = _checkpoint_manager(workdir, config.train)
     if manager.latest_step() is not None:
         manager.close()
@@ -252,7 +252,7 @@ def load_trained_model(config: ml_collections.ConfigDict, workdir: str):
             f"--mode=train (same --config and --workdir)")
     model, teacher_info = setup_model(config)
     # The optimiser state is restored too (the checkpoint holds both); its schedule is irrelevant.
-    graphdef, state = _split_train_state(model, config.train, optax.constant_schedule(0.0))
+    graphdef, state = split_train_state(model, config.train, optax.constant_schedule(0.0))
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(state))
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     manager.close()

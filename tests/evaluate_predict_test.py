@@ -54,7 +54,7 @@ def test_predict_scores_a_folder_and_names_the_unreadable_file(saved_workdir, tm
     folder = tmp_path / "new_images"
     (folder / "sub").mkdir(parents=True)
     test_batch = next(iter(pipeline.test_batches(config, batch_size=3)))
-    images = np.clip(np.asarray(evaluate._to_uint8(test_batch["image"])), 0, 255)
+    images = np.clip(np.asarray(evaluate.to_uint8(test_batch["image"])), 0, 255)
     Image.fromarray(images[0]).save(folder / "a.png")
     Image.fromarray(images[1]).save(folder / "sub" / "b.jpg")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
