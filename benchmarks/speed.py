@@ -340,27 +340,33 @@ def ours_evaluate(runner, images, masks, labels) -> dict:
 
 
 def threshold_loop_aupro(maps: np.ndarray, masks: np.ndarray, *, fpr_limit: float = 0.3,
-                         num_thresholds: int = 200) -> float:
-    """RD4AD's per-image AUPRO written as its algorithm reads (REFERENCE_SPEC §2.6), for timing.
+                         num_thresholds: int = 200, label_once: bool = False) -> float:
+    """RD4AD's per-image AUPRO written the way its `compute_pro` computes it (REFERENCE_SPEC §2.6).
 
-    Per defective image: for each of 200 thresholds from the map's min to max, binarise the map,
-    take the mean over the 8-connected ground-truth regions of the fraction of the region above the
-    threshold (PRO) and the fraction of the image's normal pixels above it (FPR); keep FPR < limit,
-    divide FPR by its largest kept value, trapezoid; mean over images. Regions are labelled once
-    per image (the official code relabels them at every threshold, which is slower still).
+    Per defective image: for each of 200 thresholds from the map's min to max, binarise the map;
+    label the ground truth's 8-connected regions and, region by region (its pixel coordinates, as
+    skimage's `regionprops` gives them), take the fraction above the threshold; PRO is their
+    mean, FPR the fraction of the image's normal pixels above it. Keep FPR < limit, divide FPR by
+    its largest kept value, trapezoid; mean over images. The official code labels the regions
+    again at every threshold; `label_once=True` hoists that out of the loop (a kinder baseline).
     """
+    def regions_of(mask):
+        labelled, _ = scipy.ndimage.label(mask, structure=np.ones((3, 3), bool))
+        return [np.argwhere(labelled[box] == k) + [box[0].start, box[1].start]
+                for k, box in enumerate(scipy.ndimage.find_objects(labelled), start=1)]
+
     values = []
     for amap, mask in zip(maps, masks.astype(bool)):
         if not mask.any():
             continue
-        labelled, count = scipy.ndimage.label(mask, structure=np.ones((3, 3), bool))
-        regions = [np.nonzero(labelled == k) for k in range(1, count + 1)]
+        regions = regions_of(mask) if label_once else None
         normal = ~mask
         low, high = amap.min(), amap.max()
         pros, fprs = [], []
         for threshold in np.arange(low, high, (high - low) / num_thresholds):
             binary = amap > threshold
-            pros.append(np.mean([binary[r].sum() / r[0].size for r in regions]))
+            pros.append(np.mean([binary[c[:, 0], c[:, 1]].sum() / len(c)
+                                 for c in (regions if label_once else regions_of(mask))]))
             fprs.append((binary & normal).sum() / normal.sum())
         fprs, pros = np.asarray(fprs), np.asarray(pros)
         keep = fprs < fpr_limit
@@ -521,18 +527,24 @@ def aupro_section(run: Run) -> None:
 
     cases = {"per_image": keep("per_image", lambda: aupro.aupro_rd4ad_per_image(maps, masks).mean),
              "official": keep("official", lambda: aupro.aupro(maps, masks)),
-             "threshold_loop": keep("threshold_loop", lambda: threshold_loop_aupro(maps, masks))}
+             "threshold_loop": keep("threshold_loop", lambda: threshold_loop_aupro(maps, masks)),
+             "threshold_loop_label_once": keep("threshold_loop_label_once", lambda: threshold_loop_aupro(
+                 maps, masks, label_once=True))}
     if run.peer:
         cases["anomalib"] = keep("anomalib", lambda: run.peer.anomalib_aupro(maps, masks))
     times = run.timed("aupro", cases, warmup=0)
     run.extra["aupro_values"] = values
-    agree = abs(values["per_image"] - values["threshold_loop"])
+    agree = max(abs(values["per_image"] - values[loop]) for loop in ("threshold_loop", "threshold_loop_label_once"))
     loop_rate = _rate(n, times["threshold_loop"])
     run.rows.append(Row("aupro/rd4ad_per_image_vs_threshold_loop", "images/s",
-                        _rate(n, times["per_image"]), loop_rate, "threshold loop (§2.6)",
+                        _rate(n, times["per_image"]), loop_rate, "threshold loop as coded (§2.6)",
                         note=f"{n} maps; same metric, |difference| {agree:.1e}"))
+    run.rows.append(Row("aupro/rd4ad_per_image_vs_loop_labelled_once", "images/s",
+                        _rate(n, times["per_image"]), _rate(n, times["threshold_loop_label_once"]),
+                        "threshold loop, regions labelled once per image",
+                        note="a kinder baseline than the official code"))
     run.rows.append(Row("aupro/official_vs_threshold_loop", "images/s", _rate(n, times["official"]),
-                        loop_rate, "threshold loop (§2.6)",
+                        loop_rate, "threshold loop as coded (§2.6)",
                         note="our official exact AU-PRO (pooled) against the per-image loop"))
     if run.peer:
         run.rows.append(Row("aupro/official_vs_anomalib", "images/s", _rate(n, times["official"]),
@@ -680,7 +692,7 @@ def benchmark(setup: Setup, sections: list[str], methods: list[str]) -> dict:
     order = {name: i for i, name in enumerate(
         ["train/rd4ad", "train/sk_rd4ad", "train/rgpkd", "train/rd4ad_fraction_of_peak", "infer/batch1",
          "infer/batch16", "eval/end_to_end", "aupro/rd4ad_per_image_vs_threshold_loop",
-         "aupro/official_vs_threshold_loop", "aupro/official_vs_anomalib", "memory/train",
+         "aupro/rd4ad_per_image_vs_loop_labelled_once", "aupro/official_vs_threshold_loop", "aupro/official_vs_anomalib", "memory/train",
          "memory/train_process", "memory/infer", "memory/infer_process"])}
     rows = sorted(run.rows, key=lambda r: order.get(r.name, len(order)))
     return {

@@ -49,7 +49,11 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         # Fall back to a random teacher when ImageNet weights can't be had (the demo only).
         fallback_to_random=False,
     ))
-    c.model = ml_collections.ConfigDict()
+    c.model = ml_collections.ConfigDict(dict(
+        # float32 | bfloat16: the dtype convolutions and BN compute in (parameters, BN statistics,
+        # loss and maps stay float32). bfloat16 is for GPU/TPU; on CPU it is emulated and slower.
+        compute_dtype="float32",
+    ))
 
     c.train = ml_collections.ConfigDict(dict(
         epochs=200,

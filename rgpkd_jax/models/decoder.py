@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
+from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.resnet import batch_norm, conv, run_layer, spec_for
 
 # PyTorch's default ConvTranspose2d init, kept by the official code (its init loop only matches
@@ -28,20 +28,18 @@ DECODER_PLANES = (256, 128, 64)  # D1, D2, D3
 
 
 class Deconv2x2(nnx.ConvTranspose):
-    """A bias-free 2x2 stride-2 'VALID' transposed conv computed as one matmul + depth-to-space.
+    """A bias-free 2x2 stride-2 'VALID' transposed conv whose gradients are matmuls.
 
-    The windows do not overlap, so out[2i + a, 2j + b] = x[i, j] @ kernel[1 - a, 1 - b] (the kernel
-    as `lax.conv_transpose` applies it): identical values and parameters. XLA:CPU differentiates
-    the matmul at full speed, whereas the kernel gradient of `lax.conv_transpose` is a window-dilated
-    convolution it runs ~60x slower (benchmarks/NOTES.md, finding 1).
+    Same values and parameters as `nnx.ConvTranspose` (`conv_ops.conv_transpose_2x2`): XLA:CPU runs the
+    kernel gradient of `lax.conv_transpose` ~60x slower than the equivalent matmul
+    (benchmarks/NOTES.md, finding 1).
     """
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         if self.kernel_size != (2, 2) or self.strides != (2, 2) or self.use_bias:
             raise ValueError("Deconv2x2 is for bias-free 2x2 stride-2 transposed convolutions only")
-        b, h, w, _ = inputs.shape
-        y = jnp.einsum("bhwc,ijco->bhiwjo", inputs, self.kernel[...][::-1, ::-1])
-        return y.reshape(b, 2 * h, 2 * w, y.shape[-1])
+        inputs, kernel = self.promote_dtype((inputs, self.kernel[...]), dtype=self.dtype)
+        return conv_ops.conv_transpose_2x2(inputs, kernel)
 
 
 def deconv2x2(in_ch: int, out_ch: int, rngs: nnx.Rngs, kernel_init=torch_deconv_default_init) -> Deconv2x2:

@@ -42,7 +42,7 @@ class RD4AD(nnx.Module):
         """``indices`` is part of the shared interface and unused here."""
         teacher = [jax.lax.stop_gradient(f) for f in self.teacher(images)]
         student = self.decoder(self.bn(teacher, train=train), teacher, train=train)
-        return Features(teacher=teacher, student=student, reconstruction=None)
+        return Features(teacher=teacher, student=student, reconstruction=None).in_float32()
 
     def loss(self, features: Features, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         distillation = losses.distillation_loss(features.teacher, features.student, self.loss_mode)

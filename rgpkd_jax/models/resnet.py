@@ -11,8 +11,9 @@ import dataclasses
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
+
+from rgpkd_jax.models import conv_ops
 
 BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
 BN_EPSILON = 1e-5
@@ -29,11 +30,11 @@ def conv(in_ch: int, out_ch: int, kernel: int, stride: int, rngs: nnx.Rngs) -> n
     return nnx.Conv(
         in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
         padding=((pad, pad), (pad, pad)), use_bias=False,
-        kernel_init=kaiming_fan_out, rngs=rngs)
+        kernel_init=kaiming_fan_out, conv_general_dilated=conv_ops.conv_general_dilated, rngs=rngs)
 
 
-def batch_norm(num_features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    return nnx.BatchNorm(num_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+def batch_norm(num_features: int, rngs: nnx.Rngs) -> conv_ops.BatchNorm:
+    return conv_ops.BatchNorm(num_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
 
 
 class BasicBlock(nnx.Module):
@@ -146,7 +147,8 @@ class ResNet(nnx.Module):
         self.arch = arch
         self.tap_channels = {k: v for k, v in spec.tap_channels.items() if k in TAPS[:num_layers]}
         self.conv1 = nnx.Conv(3, 64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
-                              use_bias=False, kernel_init=kaiming_fan_out, rngs=rngs)
+                              use_bias=False, kernel_init=kaiming_fan_out,
+                              conv_general_dilated=conv_ops.conv_general_dilated, rngs=rngs)
         self.bn1 = batch_norm(64, rngs)
         inplanes = 64
         for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), spec.layers)):

@@ -112,7 +112,7 @@ class RGPKD(nnx.Module):
             _, prompts = self.prompts.retrieve(teacher[-1], top_k=self.top_k,
                                                exclude_indices=indices if train else None)
         student, reconstruction = self.student(images, prompts, train=train)
-        return Features(teacher, student, reconstruction)
+        return Features(teacher, student, reconstruction).in_float32()
 
     def loss(self, features: Features, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Sum over levels of the distillation distance, plus, with reconstruction on,

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.decoder import deconv2x2
 from rgpkd_jax.models.prompt import CrossAttentionFusion
 from rgpkd_jax.models.resnet import batch_norm, conv
@@ -69,7 +70,8 @@ class DecoderStage(nnx.Module):
         self.up = Upsample(in_ch, out_ch, rngs)
         self.fusion = CrossAttentionFusion(out_ch, prompt_ch, rngs) if prompt_ch else None
         self.merge = DoubleConv(out_ch + skip_ch, out_ch, 1, rngs)
-        self.project = nnx.Conv(out_ch, teacher_ch, (1, 1), rngs=rngs)
+        self.project = nnx.Conv(out_ch, teacher_ch, (1, 1), padding=((0, 0), (0, 0)),
+                                conv_general_dilated=conv_ops.conv_general_dilated, rngs=rngs)
 
     def __call__(self, x: jax.Array, skip: jax.Array | None, prompt: jax.Array | None, *,
                  train: bool) -> tuple[jax.Array, jax.Array]:
@@ -91,7 +93,8 @@ class ReconstructionHead(nnx.Module):
         self.up_half = Upsample(in_ch, width, rngs)
         self.merge = DoubleConv(width + skip_ch, width, 1, rngs)
         self.up_full = Upsample(width, width, rngs)
-        self.to_rgb = nnx.Conv(width, 3, (3, 3), padding=((1, 1), (1, 1)), rngs=rngs)
+        self.to_rgb = nnx.Conv(width, 3, (3, 3), padding=((1, 1), (1, 1)),
+                               conv_general_dilated=conv_ops.conv_general_dilated, rngs=rngs)
 
     def __call__(self, x: jax.Array, skip: jax.Array | None, *, train: bool) -> jax.Array:
         x = self.up_half(x, train=train)

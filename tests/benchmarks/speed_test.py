@@ -15,8 +15,8 @@ from tests.helpers import REPO
 
 TRAIN_ROWS = {"train/rd4ad", "train/rd4ad_fraction_of_peak"}
 OTHER_ROWS = {"infer/batch1", "infer/batch16", "eval/end_to_end",
-              "aupro/rd4ad_per_image_vs_threshold_loop", "aupro/official_vs_threshold_loop",
-              "memory/train", "memory/train_process", "memory/infer", "memory/infer_process"}
+              "aupro/rd4ad_per_image_vs_threshold_loop", "aupro/rd4ad_per_image_vs_loop_labelled_once",
+              "aupro/official_vs_threshold_loop", "memory/train", "memory/train_process", "memory/infer", "memory/infer_process"}
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +46,10 @@ def test_tiny_run_has_every_row_with_values(tiny_run):
         assert row["ratio"] == pytest.approx(row["ours"] / row["peer"]), name
         assert row["target"] == "{} {:g}".format(*speed.TARGETS[name]) and row["met"] in (True, False)
     assert rows["train/rd4ad"]["ratio"] is None and rows["train/rd4ad"]["met"] is None
-    # Our per-image AUPRO and the threshold loop compute the same metric.
-    assert result["extra"]["aupro_values"]["per_image"] == pytest.approx(
-        result["extra"]["aupro_values"]["threshold_loop"], abs=1e-9)
+    # Our per-image AUPRO and both threshold loops compute the same metric.
+    values = result["extra"]["aupro_values"]
+    for loop in ("threshold_loop", "threshold_loop_label_once"):
+        assert values["per_image"] == pytest.approx(values[loop], abs=1e-9), loop
 
 
 def test_tiny_run_records_load_and_raw_timings(tiny_run):
@@ -68,11 +69,12 @@ def test_markdown_table_lists_every_row(tiny_run):
     assert [line.split(" | ")[0][2:] for line in table] == [row["name"] for row in result["rows"]]
 
 
-def test_threshold_loop_matches_our_per_image_aupro():
+@pytest.mark.parametrize("label_once", [False, True])
+def test_threshold_loop_matches_our_per_image_aupro(label_once):
     """The benchmark's reference is the same metric as ours (else the speed ratio means nothing)."""
     from rgpkd_jax.metrics import aupro
     maps, masks, _ = speed._test_set(9, 48, seed=3)
-    assert speed.threshold_loop_aupro(maps, masks) == pytest.approx(
+    assert speed.threshold_loop_aupro(maps, masks, label_once=label_once) == pytest.approx(
         aupro.aupro_rd4ad_per_image(maps, masks).mean, abs=1e-12)
 
 

@@ -217,3 +217,24 @@ def test_rd4ad_per_image_without_any_usable_image_raises():
         aupro_rd4ad_per_image(maps[:4], masks[:4])
     with pytest.raises(ValueError, match="NaN or infinite"):
         aupro_rd4ad_per_image(np.full_like(maps, np.nan), masks)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threshold_counting_equals_searchsorted(dtype):
+    """The per-image AUPRO's arithmetic threshold count is np.searchsorted(side='left') exactly:
+    scores on, next to and between the np.arange thresholds, at magnitudes where rounding bites,
+    and tiny ranges where np.arange repeats values."""
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        scale, offset = 10.0 ** rng.uniform(-7, 4), rng.uniform(-1e3, 1e3)
+        scores = (offset + scale * rng.normal(size=rng.integers(2, 3000))).astype(dtype)
+        if trial % 3 == 0:
+            scores = np.round(scores, 2).astype(dtype)  # ties
+        low, high = scores.min(), scores.max()
+        if low == high:
+            continue
+        thresholds = np.arange(low, high, (high - low) / 200)
+        probes = np.concatenate([scores, thresholds, np.nextafter(thresholds, np.inf),
+                                 np.nextafter(thresholds, -np.inf)]).astype(thresholds.dtype)
+        np.testing.assert_array_equal(aupro_module._count_thresholds_below(thresholds, probes),
+                                      np.searchsorted(thresholds, probes, side="left"))

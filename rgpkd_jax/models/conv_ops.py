@@ -1,0 +1,188 @@
+"""Convolutions with gradients that XLA:CPU runs at matmul speed; same values as `jax.lax`.
+
+XLA:CPU computes a kernel gradient as one convolution that contracts over batch x height x width.
+Over 16 images of 64x64 that runs at a third of the rate of the same work split into chunks of
+two images, and a 1x1 kernel gradient runs 2-10x slower than the equivalent matmul
+(benchmarks/NOTES.md, findings 2 and 6). `conv_general_dilated` here is a drop-in for
+`nnx.Conv(conv_general_dilated=...)` whose custom VJP computes the kernel gradient those faster
+ways; the forward and the input gradient are XLA's own.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax import lax
+
+KERNEL_GRAD_CHUNK = 2  # images per kernel-gradient convolution (measured best of 2, 4, 8)
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, batch_group_count=1,
+                         precision=None, preferred_element_type=None, out_sharding=None):
+    """`lax.conv_general_dilated` with a faster kernel gradient for plain NHWC convolutions."""
+    plain = (out_sharding is None and _is_nhwc(lhs, rhs, dimension_numbers) and feature_group_count == 1
+             and batch_group_count == 1 and _is_one(lhs_dilation) and _is_one(rhs_dilation)
+             and not isinstance(padding, str) and preferred_element_type is None)
+    if not plain:
+        return lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count, precision, preferred_element_type,
+            out_sharding=out_sharding)
+    if rhs.shape[:2] == (1, 1) and tuple(window_strides) == (1, 1) and _no_padding(padding):
+        # A 1x1 convolution is a matmul over channels; XLA:CPU runs it 1.5-3x faster as one
+        # (forward and both gradients), see benchmarks/NOTES.md finding 6.
+        return jnp.einsum("nhwc,co->nhwo", lhs, rhs[0, 0], precision=precision)
+    return _conv(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in padding), precision)
+
+
+def _no_padding(padding) -> bool:
+    return all(p == (0, 0) for p in (tuple(q) for q in padding))
+
+
+def _is_one(dilation) -> bool:
+    return dilation is None or all(d == 1 for d in dilation)
+
+
+def _is_nhwc(lhs, rhs, dimension_numbers) -> bool:
+    if lhs.ndim != 4:
+        return False
+    wanted = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+    return lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == wanted
+
+
+def _plain_conv(x, w, strides, padding, precision):
+    return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC,
+                                    precision=precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, strides, padding, precision):
+    return _plain_conv(x, w, strides, padding, precision)
+
+
+def _conv_forward(x, w, strides, padding, precision):
+    return _plain_conv(x, w, strides, padding, precision), (x, w)
+
+
+def _conv_backward(strides, padding, precision, residuals, g):
+    x, w = residuals
+    conv = functools.partial(_plain_conv, strides=strides, padding=padding, precision=precision)
+    dx = jax.vjp(lambda x: conv(x, w), x)[1](g)[0]
+    return dx, kernel_gradient(x, g, w, strides, padding, conv)
+
+
+_conv.defvjp(_conv_forward, _conv_backward)
+
+
+def kernel_gradient(x, g, w, strides, padding, conv):
+    """d(sum(g * conv(x, w))) / dw: a matmul for unpadded 1x1 kernels, else summed over chunks of
+    images. The convolution is linear in w, so the value of w does not enter."""
+    if w.shape[:2] == (1, 1) and _no_padding(padding):
+        h, width = g.shape[1:3]
+        taps = lax.slice(x, (0, 0, 0, 0), (x.shape[0], 1 + strides[0] * (h - 1),
+                                           1 + strides[1] * (width - 1), x.shape[3]), (1, *strides, 1))
+        return jnp.einsum("nhwc,nhwo->co", taps, g)[None, None].astype(w.dtype)
+    batch = x.shape[0]
+    if batch <= KERNEL_GRAD_CHUNK or batch % KERNEL_GRAD_CHUNK:
+        return jax.vjp(lambda w: conv(x, w), w)[1](g)[0]
+    chunks = batch // KERNEL_GRAD_CHUNK
+    grads = [jax.vjp(lambda w: conv(xc, w), w)[1](gc)[0]
+             for xc, gc in zip(jnp.split(x, chunks), jnp.split(g, chunks))]
+    return functools.reduce(jnp.add, grads)
+
+
+@jax.custom_vjp
+def conv_transpose_2x2(x, kernel):
+    """`lax.conv_transpose` with a (2, 2, in, out) kernel, stride 2, 'VALID', NHWC; gradients as
+    matmuls.
+
+    The 2x2 windows do not overlap, so out[2i + a, 2j + b] = x[i, j] @ kernel[1 - a, 1 - b] (the
+    kernel as `lax.conv_transpose` applies it): both gradients are single matmuls, where XLA:CPU
+    would run the kernel gradient of the transposed convolution as a slow window-dilated one.
+    The forward stays XLA's own transposed convolution, which is faster than the matmul form.
+    """
+    return lax.conv_transpose(x, kernel, (2, 2), "VALID", dimension_numbers=_NHWC)
+
+
+def _conv_transpose_2x2_forward(x, kernel):
+    return conv_transpose_2x2(x, kernel), (x, kernel)
+
+
+def _conv_transpose_2x2_backward(residuals, g):
+    x, kernel = residuals
+    b, h, w, _ = x.shape
+    blocks = g.reshape(b, h, 2, w, 2, g.shape[-1])  # out[2i + a, 2j + b] -> blocks[:, i, a, j, b]
+    flipped = kernel[::-1, ::-1]
+    dx = jnp.einsum("bhiwjo,ijco->bhwc", blocks, flipped)
+    dkernel = jnp.einsum("bhwc,bhiwjo->ijco", x, blocks)[::-1, ::-1]
+    return dx, dkernel
+
+
+conv_transpose_2x2.defvjp(_conv_transpose_2x2_forward, _conv_transpose_2x2_backward)
+
+
+class BatchNorm(nnx.BatchNorm):
+    """`nnx.BatchNorm` whose training-mode normalisation has a hand-written VJP.
+
+    Same values, parameters and running statistics as `nnx.BatchNorm` (stats in float32, fast
+    variance). XLA:CPU's derivative of the library version runs the normalisation's backward as
+    several large element-wise passes with re-laid-out copies; `batch_norm_train` needs two:
+    one reduction and one element-wise pass (benchmarks/NOTES.md, finding 7).
+    """
+
+    def __call__(self, x, use_running_average=None, *, mask=None):
+        use_running_average = (self.use_running_average if use_running_average is None
+                               else use_running_average)
+        if (use_running_average or mask is not None or self.axis_name is not None
+                or self.scale is None or self.bias is None or self.axis not in (-1, x.ndim - 1)):
+            return super().__call__(x, use_running_average, mask=mask)
+        out_dtype = self.dtype or jnp.result_type(x, self.scale[...])
+        y, mean, var = batch_norm_train(x, self.scale[...], self.bias[...], self.epsilon)
+        self.mean[...] = jax.lax.stop_gradient(
+            self.momentum * self.mean[...] + (1 - self.momentum) * mean)
+        self.var[...] = jax.lax.stop_gradient(
+            self.momentum * self.var[...] + (1 - self.momentum) * var)
+        return y.astype(out_dtype)
+
+
+def _moments(x):
+    axes = tuple(range(x.ndim - 1))
+    x = x.astype(jnp.float32)
+    mean = jnp.mean(x, axes)
+    var = jnp.maximum(jnp.mean(jnp.square(x), axes) - jnp.square(mean), 0.0)
+    return mean, var
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x, scale, bias, epsilon):
+    """Batch-statistics normalisation over all but the last axis: (y, batch mean, batch variance)."""
+    mean, var = _moments(x)
+    y = (x.astype(jnp.float32) - mean) * (jax.lax.rsqrt(var + epsilon) * scale) + bias
+    return y, mean, var
+
+
+def _batch_norm_train_forward(x, scale, bias, epsilon):
+    y, mean, var = batch_norm_train(x, scale, bias, epsilon)
+    return (y, mean, var), (x, mean, jax.lax.rsqrt(var + epsilon), scale)
+
+
+def _batch_norm_train_backward(epsilon, residuals, cotangents):
+    """The statistics only feed the running averages, which carry no gradient: their cotangents
+    are ignored."""
+    x, mean, inv_std, scale = residuals
+    g = cotangents[0].astype(jnp.float32)
+    axes = tuple(range(x.ndim - 1))
+    count = x.size // x.shape[-1]
+    normalised = (x.astype(jnp.float32) - mean) * inv_std
+    dbias = jnp.sum(g, axes)
+    dscale = jnp.sum(g * normalised, axes)
+    dx = (scale * inv_std) * (g - (dbias + normalised * dscale) / count)
+    return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)
+
+
+batch_norm_train.defvjp(_batch_norm_train_forward, _batch_norm_train_backward)
