@@ -3,7 +3,6 @@
     python -m benchmarks.speed                      # full size; with the anomalib peer if installed
     python -m benchmarks.speed --peers=none         # ours alone
     python -m benchmarks.speed --tiny               # structure check: resnet18, 64 px, batch 2, 1 repeat
-    python -m benchmarks.speed --proposed           # with the model speed-ups of benchmarks/NOTES.md
 
 Both implementations run in one process on the same inputs (random weights, random images), in
 interleaved rounds (A B A B ...) after untimed warm-up rounds; every number is a median over the
@@ -17,10 +16,13 @@ Rows (images/s unless said otherwise):
                           over the fp32 matmul rate measured in the same rounds;
   infer/batch<B>          forward + anomaly map + score, maps back on the host;
   eval/end_to_end         forward + maps over a test set, image AUROC, pixel AUROC, AU-PRO;
-  aupro/*                 AU-PRO alone on the same maps against a straightforward threshold loop
-                          (REFERENCE_SPEC §2.6) and against anomalib's AUPRO;
+  aupro/*                 AU-PRO alone on the same maps against the per-image threshold loop as
+                          RD4AD's code computes it (REFERENCE_SPEC §2.6; regions relabelled at every
+                          threshold), the same loop labelling once per image, and anomalib's AUPRO;
   memory/*                peak resident memory (MiB), beyond the process's RSS once its libraries
                           are imported, and of the whole process.
+Train and inference rows also carry a `ceiling`: the ratio ours / peer if our computation ran at
+the matmul rate measured in the same rounds; a target above it cannot be met on this machine.
 Writes `speed.json` and `speed.md` into --output_dir. `--profile_dir` also writes a jax profiler
 trace of a few of our train steps (for TensorBoard / Perfetto).
 """
@@ -28,7 +30,6 @@ trace of a few of our train steps (for TensorBoard / Perfetto).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib.util
 import json
 import os
@@ -67,8 +68,6 @@ _BUDGET_S = flags.DEFINE_float("budget_s", 600.0, "a section that would start af
                                "seconds is skipped (and listed as skipped)")
 _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "if set, write a jax profiler trace of a few "
                                    "of our RD4AD train steps there")
-_PROPOSED = flags.DEFINE_bool("proposed", False, "apply the model speed-ups proposed in "
-                              "benchmarks/NOTES.md (as monkeypatches) before measuring")
 _PROBE = flags.DEFINE_string("probe", "", "internal: '<task>:<impl>' measures one peak-memory probe "
                              "in this process and prints it as JSON")
 
@@ -107,6 +106,9 @@ class Row:
     peer: float | None
     peer_label: str
     note: str = ""
+    # The ratio ours / peer if our computation ran at the machine's measured matmul rate:
+    # the peer's time over (our XLA flop count / peak). A target above it cannot be met here.
+    ceiling: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -176,86 +178,6 @@ def _load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-# ----------------------------------------------------------------------------- proposed patches
-
-
-def _deconv2x2_as_matmul(self, inputs):
-    """nnx.ConvTranspose for the 2x2 stride-2 'VALID' case as one matmul + depth-to-space.
-
-    The windows do not overlap, so ``out[2i + a, 2j + b] = x[i, j] @ kernel[1 - a, 1 - b]``
-    (lax.conv_transpose's flipped kernel): the same values, and XLA:CPU differentiates it with
-    matmuls instead of a window-dilated convolution, which it runs on a slow generic loop.
-    """
-    b, h, w, _ = inputs.shape
-    y = jnp.einsum("bhwc,ijco->bhiwjo", inputs, self.kernel[...][::-1, ::-1])
-    return y.reshape(b, 2 * h, 2 * w, y.shape[-1])
-
-
-WEIGHT_GRAD_CHUNK = 4  # images per weight-gradient convolution (see benchmarks/NOTES.md)
-
-
-def conv_with_chunked_weight_grad(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                                  rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                                  batch_group_count=1, precision=None, preferred_element_type=None,
-                                  **more):
-    """``lax.conv_general_dilated`` whose kernel gradient is summed over chunks of the batch.
-
-    Same values (up to summation order). XLA:CPU computes a kernel gradient as one convolution
-    with the batch as its contracting dimension; over 16 images of 64x64 that runs at about a
-    quarter of the rate of 4 convolutions over 4 images each (measured in benchmarks/NOTES.md).
-    """
-    conv = functools.partial(
-        jax.lax.conv_general_dilated, window_strides=window_strides, padding=padding,
-        lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-        precision=precision, preferred_element_type=preferred_element_type, **more)
-    batch_axis = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers).lhs_spec[0]
-    size = lhs.shape[batch_axis]
-    if size <= WEIGHT_GRAD_CHUNK or size % WEIGHT_GRAD_CHUNK or batch_group_count != 1:
-        return conv(lhs, rhs)
-
-    @jax.custom_vjp
-    def chunked(x, w):
-        return conv(x, w)
-
-    def forward(x, w):
-        return conv(x, w), (x, w)
-
-    def backward(residuals, g):
-        x, w = residuals
-        dx = jax.vjp(lambda x: conv(x, w), x)[1](g)[0]
-        chunks = zip(jnp.split(x, size // WEIGHT_GRAD_CHUNK, axis=batch_axis),
-                     jnp.split(g, size // WEIGHT_GRAD_CHUNK, axis=batch_axis))
-        dw = sum(jax.vjp(lambda w: conv(xc, w), w)[1](gc)[0] for xc, gc in chunks)
-        return dx, dw
-
-    chunked.defvjp(forward, backward)
-    return chunked(lhs, rhs)
-
-
-def apply_proposed_patches() -> list[str]:
-    """Monkeypatches the speed-ups of benchmarks/NOTES.md into the library; returns their names."""
-    from flax import nnx
-    original = nnx.ConvTranspose.__call__
-    original_conv_init = nnx.Conv.__init__
-
-    def conv_init(self, *args, **kwargs):
-        original_conv_init(self, *args, **kwargs)
-        if type(self) is nnx.Conv:
-            self.conv_general_dilated = conv_with_chunked_weight_grad
-
-    nnx.Conv.__init__ = conv_init
-
-    def call(self, inputs):
-        simple = (tuple(self.kernel_size) == (2, 2) and tuple(self.strides) == (2, 2)
-                  and self.padding == "VALID" and self.bias is None and inputs.ndim == 4
-                  and self.kernel_dilation in (None, 1, (1, 1)))
-        return _deconv2x2_as_matmul(self, inputs) if simple else original(self, inputs)
-
-    nnx.ConvTranspose.__call__ = call
-    return ["deconv2x2_as_matmul", "conv_weight_grad_in_chunks_of_4"]
-
-
 # ----------------------------------------------------------------------------- our side
 
 
@@ -310,11 +232,13 @@ class OursTrain:
         return metrics["loss"]
 
     def flops(self) -> float | None:
-        """XLA's flop count of one step (cost analysis of the lowered program)."""
-        analysis = self.step.lower(self.state, self.batch).cost_analysis()
-        if isinstance(analysis, (list, tuple)):
-            analysis = analysis[0] if analysis else None
-        return float(analysis["flops"]) if analysis and "flops" in analysis else None
+        return _flops(self.step, self.state, self.batch)
+
+    def memory(self) -> dict[str, float]:
+        """XLA's buffer sizes for one step (MiB): the state it takes and its temporaries."""
+        stats = self.step.lower(self.state, self.batch).compile().memory_analysis()
+        return {"arguments_mib": stats.argument_size_in_bytes / 2**20,
+                "temporaries_mib": stats.temp_size_in_bytes / 2**20}
 
 
 class OursInference:
@@ -327,6 +251,9 @@ class OursInference:
     def __call__(self, images: np.ndarray):
         maps, scores = self.fn(self.state, jax.device_put(images))
         return np.asarray(maps), np.asarray(scores)
+
+    def flops(self, images: np.ndarray) -> float | None:
+        return _flops(self.fn, self.state, images)
 
 
 def ours_evaluate(runner, images, masks, labels) -> dict:
@@ -426,6 +353,20 @@ class Run:
         return times
 
 
+def _flops(jitted, *args) -> float | None:
+    """XLA's flop count of a jitted call (cost analysis of the compiled program)."""
+    analysis = jitted.lower(*args).compile().cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else None
+    return float(analysis["flops"]) if analysis and "flops" in analysis else None
+
+
+def _ceiling(flops: float | None, peak_gflops: float, peer_seconds: list[float] | None) -> float | None:
+    if not flops or not peer_seconds:
+        return None
+    return _median(peer_seconds) / (flops / 1e9 / peak_gflops)
+
+
 def train_section(run: Run, method: str) -> None:
     setup = run.setup
     config = load_config(method, setup)
@@ -449,9 +390,11 @@ def train_section(run: Run, method: str) -> None:
         return
     flops = ours.flops()
     peak = matmul_flops / _median(times["matmul"]) / 1e9
+    row.ceiling = _ceiling(flops, peak, times.get("peer"))
     run.extra["rd4ad_train_step"] = {
         "flops_per_step": flops, "matmul_gflops_median": peak,
-        "matmul_gflops_best": matmul_flops / min(times["matmul"]) / 1e9}
+        "matmul_gflops_best": matmul_flops / min(times["matmul"]) / 1e9,
+        "xla_memory": ours.memory()}
     achieved = flops / _median(times["ours"]) / 1e9 if flops else None
     run.rows.append(Row("train/rd4ad_fraction_of_peak", "GFLOP/s", achieved, peak,
                         "fp32 matmul (XLA, 2048^2), same rounds",
@@ -468,18 +411,21 @@ def inference_section(run: Run) -> None:
     setup = run.setup
     config = load_config("rd4ad", setup)
     ours = OursInference(build_ours(config, setup), config)
+    matmul, matmul_flops = matmul_fn()
     peer = run.peer.ReverseDistillationPeer(setup.arch, setup.image_size) if run.peer else None
     for batch_size in setup.infer_batches:
         images = random_images(batch_size, setup.image_size, seed=batch_size)
-        cases = {"ours": lambda: ours(images)}
+        cases = {"ours": lambda: ours(images), "matmul": matmul}
         if peer:
             peer_batch = peer.prepare(images)
             cases["peer"] = lambda: peer.maps_and_scores(peer_batch)
         times = run.timed(f"infer/batch{batch_size}", cases)
+        peak = matmul_flops / _median(times["matmul"]) / 1e9
         run.rows.append(Row(f"infer/batch{_full_batch_name(setup, batch_size)}", "images/s",
                             _rate(batch_size, times["ours"]),
                             _rate(batch_size, times["peer"]) if peer else None, run.peer_label,
-                            note=f"batch {batch_size}"))
+                            note=f"batch {batch_size}",
+                            ceiling=_ceiling(ours.flops(images), peak, times.get("peer"))))
 
 
 def _full_batch_name(setup: Setup, batch_size: int) -> int:
@@ -574,7 +520,7 @@ def memory_section(run: Run) -> None:
 
 def _run_probe(spec: str) -> dict:
     command = [sys.executable, "-m", "benchmarks.speed", f"--probe={spec}",
-               f"--tiny={_TINY.value}", f"--peers={_PEERS.value}", f"--proposed={_PROPOSED.value}"]
+               f"--tiny={_TINY.value}", f"--peers={_PEERS.value}"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"memory probe {spec} failed:\n{done.stderr[-3000:]}")
@@ -640,13 +586,16 @@ def to_markdown(result: dict) -> str:
              + (f" ({result['peer']['reason']})" if result['peer']['reason'] else ""),
              f"medians of {result['setup']['repeats']} interleaved rounds after "
              f"{result['setup']['warmup']} warm-up; load average at start {result['load_average_start']}",
-             "", "| row | unit | ours | peer | peer is | ours / peer | target | met | note |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "", "| row | unit | ours | peer | peer is | ours / peer | target | met | ceiling | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         met = {True: "yes", False: "**no**", None: ""}[row["met"]]
         lines.append(f"| {row['name']} | {row['unit']} | {_fmt(row['ours'])} | {_fmt(row['peer'])} | "
                      f"{row['peer_label']} | {_fmt(row['ratio'])} | {row['target'] or ''} | {met} | "
-                     f"{row['note']} |")
+                     f"{_fmt(row['ceiling']) if row['ceiling'] else ''} | {row['note']} |")
+    lines += ["", "ceiling: ours / peer if our computation ran at the fp32 matmul rate measured in the "
+              "same rounds (XLA's flop count / that rate, against the peer's time); a target above "
+              "it cannot be met on this machine."]
     if result["skipped"]:
         lines += ["", "Skipped: " + "; ".join(result["skipped"])]
     return "\n".join(lines) + "\n"
@@ -716,12 +665,10 @@ def main(argv) -> None:
     setup = TINY if _TINY.value else FULL
     setup = dataclasses.replace(setup, **{k: v for k, v in (("warmup", _WARMUP.value),
                                                             ("repeats", _REPEATS.value)) if v is not None})
-    patches = apply_proposed_patches() if _PROPOSED.value else []
     if _PROBE.value:
         print(json.dumps(probe(_PROBE.value, setup)), flush=True)
         return
     result = benchmark(setup, _SECTIONS.value, _METHODS.value)
-    result["proposed_patches"] = patches
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
     _write(os.path.join(_OUTPUT_DIR.value, JSON_FILE), json.dumps(result, indent=2, default=str) + "\n")
     markdown = to_markdown(result)

@@ -38,7 +38,7 @@ def test_tiny_run_has_every_row_with_values(tiny_run):
     assert not result["skipped"]
     for name, row in rows.items():
         assert row["ours"] is not None and np.isfinite(row["ours"]) and row["ours"] > 0, name
-        assert {"peer", "peer_label", "ratio", "target", "met", "unit", "note"} <= set(row), name
+        assert {"peer", "peer_label", "ratio", "target", "met", "unit", "note", "ceiling"} <= set(row), name
     # Ratios need a second number: with --peers=none only the rows measured against something
     # other than anomalib (the threshold loop, the matmul peak) have one.
     for name in ("aupro/rd4ad_per_image_vs_threshold_loop", "train/rd4ad_fraction_of_peak"):
