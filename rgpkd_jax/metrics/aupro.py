@@ -37,6 +37,18 @@ def _check_inputs(maps, masks, fpr_limit: float) -> tuple[np.ndarray, np.ndarray
     return maps, masks
 
 
+def _label_regions(mask: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray, int]:
+    """8-connected regions of a non-empty 2-D mask, labelled 1..count inside its bounding box.
+
+    Labelling only the box (defects are small) is several times faster than the whole image;
+    ``labels[mask[box]]`` lists the defective pixels in the same order as ``image[mask]``.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    labels, count = scipy.ndimage.label(mask[box], structure=EIGHT_CONNECTED)
+    return box, labels, count
+
+
 def _region_weights(masks: np.ndarray) -> np.ndarray:
     """Per defective pixel (in ``maps[masks]`` order): 1 / (region size * number of regions).
 
@@ -46,8 +58,8 @@ def _region_weights(masks: np.ndarray) -> np.ndarray:
     region_ids = np.zeros(masks.shape, dtype=np.int64)
     num_regions = 0
     for i in np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1)):
-        labelled, count = scipy.ndimage.label(masks[i], structure=EIGHT_CONNECTED)
-        region_ids[i] = np.where(labelled > 0, labelled + num_regions, 0)
+        box, labelled, count = _label_regions(masks[i])
+        region_ids[i][box] = np.where(labelled > 0, labelled + num_regions, 0)
         num_regions += count
     if num_regions == 0:
         raise ValueError("AU-PRO is undefined: no ground-truth mask has a defective pixel "
@@ -158,24 +170,38 @@ SKIP_TOO_FEW_POINTS = "fewer than 2 points below the FPR limit"
 SKIP_ZERO_FPR = "every point below the FPR limit has FPR 0"
 
 
+def _rd4ad_thresholds(amap: np.ndarray, num_thresholds: int) -> np.ndarray:
+    """The official code's thresholds of one map: ``np.arange(min, max, (max - min) / n)``; none
+    for a constant map (where the official code's arange fails)."""
+    low, high = amap.min(), amap.max()
+    if low == high:
+        return np.empty(0, amap.dtype)
+    return np.arange(low, high, (high - low) / num_thresholds)
+
+
 def _count_thresholds_below(thresholds: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """``np.searchsorted(thresholds, scores, side="left")`` for evenly spaced thresholds, 5x faster.
 
     The count is estimated arithmetically from the spacing and checked against the actual
     threshold values on either side; off-by-one estimates (rounding) are corrected, and anything
-    else falls back to the search, so the result is always exact.
+    else falls back to the search, so the result is always exact. (One image at a time: over many
+    images at once the arrays leave the cache and it is 3x slower.)
     """
     step = float(thresholds[1]) - float(thresholds[0]) if thresholds.size > 1 else 0.0
     if not step > 0:
         return np.searchsorted(thresholds, scores, side="left")
-    estimate = np.clip((scores - float(thresholds[0])) / step, -1, thresholds.size + 1)
-    count = np.clip(np.ceil(estimate), 0, thresholds.size).astype(np.intp)
-    # padded[count] is the largest threshold the count says is below the score, padded[count + 1]
+    estimate = scores - thresholds[0]
+    estimate /= step
+    np.ceil(estimate, out=estimate)
+    np.clip(estimate, 0, thresholds.size, out=estimate)
+    count = estimate.astype(np.intp)
+    # below[count] is the largest threshold the count says is below the score, at_or_above[count]
     # the smallest it says is not.
-    padded = np.concatenate([[-np.inf], thresholds, [np.inf]])
+    infinity = np.full(1, np.inf, thresholds.dtype)
+    below, at_or_above = np.concatenate([-infinity, thresholds]), np.concatenate([thresholds, infinity])
     for _ in range(2):
-        too_low = padded[count + 1] < scores
-        too_high = padded[count] >= scores
+        too_low = at_or_above[count] < scores
+        too_high = below[count] >= scores
         if not (too_low.any() or too_high.any()):
             return count
         count += too_low
@@ -183,28 +209,28 @@ def _count_thresholds_below(thresholds: np.ndarray, scores: np.ndarray) -> np.nd
     return np.searchsorted(thresholds, scores, side="left")
 
 
-def _per_image_value(amap: np.ndarray, mask: np.ndarray, fpr_limit: float,
-                     num_thresholds: int) -> float | str:
-    """RD4AD's AUPRO of one defective image (REFERENCE_SPEC §2.6), or the reason it is undefined."""
-    low, high = amap.min(), amap.max()
-    if low == high:
+def _per_image_value(mask: np.ndarray, thresholds: np.ndarray, levels: np.ndarray | None,
+                     fpr_limit: float) -> float | str:
+    """RD4AD's AUPRO of one defective image (REFERENCE_SPEC §2.6), or the reason it is undefined.
+
+    ``levels`` holds, per pixel, the number of ``thresholds`` below its score: a pixel is positive
+    at threshold t_j iff j < level, so histograms of levels give every threshold in one pass.
+    """
+    if thresholds.size == 0:
         return SKIP_CONSTANT_MAP
-    normal = amap[~mask]
-    if normal.size == 0:
+    flat_mask = mask.ravel()
+    normal_levels = levels[~flat_mask]
+    if normal_levels.size == 0:
         return SKIP_NO_NORMAL_PIXEL
-    thresholds = np.arange(low, high, (high - low) / num_thresholds)
-    # A pixel is positive at threshold t_j iff score > t_j iff j < level, with
-    # level = #{thresholds < score}; histograms of levels give all thresholds in one pass.
-    levels = thresholds.size + 1
-    regions, num_regions = scipy.ndimage.label(mask, structure=EIGHT_CONNECTED)
-    region_of_pixel = regions[mask] - 1
-    defective_level = _count_thresholds_below(thresholds, amap[mask])
-    counts = np.bincount(region_of_pixel * levels + defective_level,
-                         minlength=num_regions * levels).reshape(num_regions, levels)
+    num_levels = thresholds.size + 1
+    box, regions, num_regions = _label_regions(mask)
+    region_of_pixel = regions[mask[box]] - 1
+    counts = np.bincount(region_of_pixel * num_levels + levels[flat_mask],
+                         minlength=num_regions * num_levels).reshape(num_regions, num_levels)
     above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1][:, 1:]  # (regions, thresholds)
     pro = np.mean(above / counts.sum(axis=1, keepdims=True), axis=0)
-    normal_counts = np.bincount(_count_thresholds_below(thresholds, normal), minlength=levels)
-    fpr = np.cumsum(normal_counts[::-1])[::-1][1:] / normal.size
+    normal_counts = np.bincount(normal_levels, minlength=num_levels)
+    fpr = np.cumsum(normal_counts[::-1])[::-1][1:] / normal_levels.size
 
     keep = fpr < fpr_limit
     if np.count_nonzero(keep) < 2:
@@ -239,7 +265,9 @@ def aupro_rd4ad_per_image(maps, masks, *, fpr_limit: float = OFFICIAL_FPR_LIMIT,
     skipped: dict[str, int] = {}
     defective_images = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
     for i in defective_images:
-        value = _per_image_value(maps[i], masks[i], fpr_limit, num_thresholds)
+        thresholds = _rd4ad_thresholds(maps[i], num_thresholds)  # none for a constant map
+        levels = _count_thresholds_below(thresholds, maps[i].ravel()) if thresholds.size else None
+        value = _per_image_value(masks[i], thresholds, levels, fpr_limit)
         if isinstance(value, str):
             skipped[value] = skipped.get(value, 0) + 1
         else:
