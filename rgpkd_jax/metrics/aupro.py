@@ -209,15 +209,15 @@ def _count_thresholds_below(thresholds: np.ndarray, scores: np.ndarray) -> np.nd
     return np.searchsorted(thresholds, scores, side="left")
 
 
-def _per_image_value(mask: np.ndarray, thresholds: np.ndarray, levels: np.ndarray | None,
-                     fpr_limit: float) -> float | str:
-    """RD4AD's AUPRO of one defective image (REFERENCE_SPEC §2.6), or the reason it is undefined.
-
-    ``levels`` holds, per pixel, the number of ``thresholds`` below its score: a pixel is positive
-    at threshold t_j iff j < level, so histograms of levels give every threshold in one pass.
-    """
+def _per_image_value(amap: np.ndarray, mask: np.ndarray, fpr_limit: float,
+                     num_thresholds: int) -> float | str:
+    """RD4AD's AUPRO of one defective image (REFERENCE_SPEC §2.6), or the reason it is undefined."""
+    thresholds = _rd4ad_thresholds(amap, num_thresholds)
     if thresholds.size == 0:
         return SKIP_CONSTANT_MAP
+    # levels[p] = #{thresholds below pixel p's score}: p is positive at threshold t_j iff
+    # j < levels[p], so histograms of levels give every threshold in one pass.
+    levels = _count_thresholds_below(thresholds, amap.ravel())
     flat_mask = mask.ravel()
     normal_levels = levels[~flat_mask]
     if normal_levels.size == 0:
@@ -265,9 +265,7 @@ def aupro_rd4ad_per_image(maps, masks, *, fpr_limit: float = OFFICIAL_FPR_LIMIT,
     skipped: dict[str, int] = {}
     defective_images = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
     for i in defective_images:
-        thresholds = _rd4ad_thresholds(maps[i], num_thresholds)  # none for a constant map
-        levels = _count_thresholds_below(thresholds, maps[i].ravel()) if thresholds.size else None
-        value = _per_image_value(masks[i], thresholds, levels, fpr_limit)
+        value = _per_image_value(maps[i], masks[i], fpr_limit, num_thresholds)
         if isinstance(value, str):
             skipped[value] = skipped.get(value, 0) + 1
         else:

@@ -73,13 +73,13 @@ def _conv_backward(strides, padding, precision, residuals, g):
     x, w = residuals
     conv = functools.partial(_plain_conv, strides=strides, padding=padding, precision=precision)
     dx = jax.vjp(lambda x: conv(x, w), x)[1](g)[0]
-    return dx, kernel_gradient(x, g, w, strides, padding, conv)
+    return dx, _kernel_gradient(x, g, w, strides, padding, conv)
 
 
 _conv.defvjp(_conv_forward, _conv_backward)
 
 
-def kernel_gradient(x, g, w, strides, padding, conv):
+def _kernel_gradient(x, g, w, strides, padding, conv):
     """d(sum(g * conv(x, w))) / dw: a matmul for unpadded 1x1 kernels, else summed over chunks of
     images. The convolution is linear in w, so the value of w does not enter."""
     if w.shape[:2] == (1, 1) and _no_padding(padding):
