@@ -1,0 +1,77 @@
+"""The one verified downloader: teacher weights and dataset archives both come through here.
+
+A download streams to a unique partial name beside the target, with a socket timeout, while its
+digest is computed; only a file whose digest matches is renamed into place. So an interrupted,
+concurrent or corrupt download never looks finished, and a valid cached copy is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+import uuid
+
+from absl import logging
+
+CHUNK = 1 << 20
+TIMEOUT_S = 60  # per socket operation, not for the whole file
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched, or it is not the file its digest promises."""
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(url: str, target: str | os.PathLike, *, algorithm: str, expected: str,
+          prefix_only: bool = False, offline_hint: str = "") -> str:
+    """Downloads ``url`` to ``target`` unless a copy with the expected digest is there.
+
+    Args:
+      algorithm: a :mod:`hashlib` name (``sha256``, ``md5``).
+      expected: the hex digest, or its prefix when ``prefix_only`` (torchvision file names carry
+        the first hex digits of their sha256).
+      offline_hint: appended to the error when the download fails (how to get the file by hand).
+    Returns:
+      ``target`` as a string.
+    Raises:
+      DownloadError: the download failed, or its digest does not match (nothing is kept).
+    """
+    target = os.fspath(target)
+
+    def matches(digest: str) -> bool:
+        return digest.startswith(expected) if prefix_only else digest == expected
+
+    if os.path.isfile(target):
+        if matches(file_digest(target, algorithm)):
+            logging.info("Using the cached %s", target)
+            return target
+        logging.warning("The cached %s fails its %s check; downloading it again.", target, algorithm)
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    partial = f"{target}.{uuid.uuid4().hex[:12]}.partial"
+    digest = hashlib.new(algorithm)
+    logging.info("Downloading %s to %s", url, target)
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(partial, "wb") as out:
+            while chunk := response.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+                logging.log_every_n_seconds(logging.INFO, "%s: %d MB so far", 10, url, out.tell() >> 20)
+        if not matches(digest.hexdigest()):
+            raise DownloadError(
+                f"{url}: {algorithm} {digest.hexdigest()} does not match the expected {expected}: the "
+                "file is corrupt, or changed on the server. Nothing was saved; try again.")
+        os.replace(partial, target)
+    except OSError as e:  # urllib's URLError and socket timeouts included
+        raise DownloadError(f"cannot download {url}: {e}. {offline_hint}".strip()) from e
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return target

@@ -1,0 +1,57 @@
+"""Writing files so that a reader never sees half of one: write a unique temporary name, then rename.
+
+Every output of the library and the benchmarks (JSON, CSV, Markdown, PNG) goes through
+:func:`atomic_write`. The temporary name is unique per call (not per path), so two processes that
+write the same file never share a temporary, and the last rename wins whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from typing import IO, Any, Iterator
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
+    """Yields a file open for writing; on success it replaces ``path`` whole, on error it is deleted.
+
+    The parent folder must exist. ``mode`` is ``"w"`` or ``"wb"`` (``newline=""`` etc. go to open).
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write mode must be 'w' or 'wb', not {mode!r}")
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, mode, **open_kwargs) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def json_default(o: Any) -> Any:
+    """numpy scalars and arrays as python values; anything else as its string."""
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """``obj`` as indented JSON, atomically (numpy values converted)."""
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=2, default=json_default)
+        f.write("\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path) as f:
+        f.write(text)
