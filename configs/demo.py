@@ -7,16 +7,12 @@ ImageNet teacher weights when they are in the cache or can be downloaded, and ot
 teacher, which it says loudly: with a random teacher the numbers are not results.
 """
 
-from rgpkd_jax.config_base import base_config
+from rgpkd_jax.config_base import base_config, set_rd4ad_model
 
 
 def get_config(arg=None):
     c = base_config("rd4ad", arg or "synthetic/grid")
-    with c.unlocked():
-        c.model.skips = False
-        c.model.loss = "cosine"
-        c.model.consistency_rate = 0.0
-        c.model.include_unused_conv4 = False
+    set_rd4ad_model(c, skips=False, consistency_rate=0.0)
     c.dataset.image_size = 128
     c.teacher.arch = "resnet18"
     c.teacher.fallback_to_random = True

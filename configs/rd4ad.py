@@ -6,15 +6,11 @@ Adam 0.005, betas (0.5, 0.999), batch 16, 200 epochs, 256 px, WideResNet50-2 tea
 cosine loss; anomaly map = sum of per-level 1-cos maps, Gaussian sigma 4, score = max.
 """
 
-from rgpkd_jax.config_base import base_config
+from rgpkd_jax.config_base import base_config, set_rd4ad_model
 
 
 def get_config(arg=None):
     c = base_config("rd4ad", arg)
-    with c.unlocked():
-        c.model.skips = False
-        c.model.loss = "cosine"          # cosine (official) | mse | mix
-        c.model.consistency_rate = 0.0
-        c.model.include_unused_conv4 = False
+    set_rd4ad_model(c, skips=False, consistency_rate=0.0)
     c.lock()
     return c

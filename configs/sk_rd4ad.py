@@ -7,15 +7,11 @@ inter-level consistency loss; rate 0.05 for a single class (the official `--clas
 silently overrides it to 0.005).
 """
 
-from rgpkd_jax.config_base import base_config
+from rgpkd_jax.config_base import base_config, set_rd4ad_model
 
 
 def get_config(arg=None):
     c = base_config("sk_rd4ad", arg)
-    with c.unlocked():
-        c.model.skips = True
-        c.model.loss = "cosine"          # cosine (official --L2 0) | mse (1) | mix (2)
-        c.model.consistency_rate = 0.05
-        c.model.include_unused_conv4 = False
+    set_rd4ad_model(c, skips=True, consistency_rate=0.05)
     c.lock()
     return c

@@ -90,6 +90,15 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     return c
 
 
+def set_rd4ad_model(c: ml_collections.ConfigDict, *, skips: bool, consistency_rate: float) -> None:
+    """The RD4AD / SK-RD4AD model block: SK-RD4AD is RD4AD with skips and the consistency loss."""
+    with c.unlocked():
+        c.model.skips = skips
+        c.model.loss = "cosine"          # cosine (official; SK-RD4AD --L2 0) | mse (1) | mix (2)
+        c.model.consistency_rate = consistency_rate
+        c.model.include_unused_conv4 = False
+
+
 def shrink_to_tiny(c: ml_collections.ConfigDict) -> None:
     """A CPU smoke run: small images and teacher, a few epochs. Never a result."""
     c.dataset.image_size = 64

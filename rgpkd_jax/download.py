@@ -66,8 +66,9 @@ def fetch(url: str, target: str | os.PathLike, *, algorithm: str, expected: str,
                 logging.log_every_n_seconds(logging.INFO, "%s: %d MB so far", 10, url, out.tell() >> 20)
         if not matches(digest.hexdigest()):
             raise DownloadError(
-                f"{url}: {algorithm} {digest.hexdigest()} does not match the expected {expected}: the "
-                "file is corrupt, or changed on the server. Nothing was saved; try again.")
+                f"{url}: {algorithm} {digest.hexdigest()} "
+                f"{'does not start with' if prefix_only else 'is not'} the expected {expected}: the file is "
+                "corrupt, or not the official one. Nothing was saved; try again.")
         os.replace(partial, target)
     except OSError as e:  # urllib's URLError and socket timeouts included
         raise DownloadError(f"cannot download {url}: {e}. {offline_hint}".strip()) from e

@@ -7,7 +7,6 @@ add a weighted reconstruction-error map (`eval.reconstruction_weight`).
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -15,7 +14,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import anomaly_maps, sharding
+from rgpkd_jax import anomaly_maps, checkpointing, files, sharding, visualize
 from rgpkd_jax.data import pipeline, preprocess
 from rgpkd_jax.metrics import summary
 
@@ -114,15 +113,14 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
     }
     if (teacher_info or {}).get("weights") == "random":
         result["warning"] = teacher_info.get("warning")
-    _write_json(os.path.join(workdir, METRICS_FILE), result)
+    files.write_json(os.path.join(workdir, METRICS_FILE), result)
     if ec.num_visualise > 0:
-        from rgpkd_jax import visualize
         visualize.write_figures(predictions, config, workdir)
-    print_summary(result)
     return result
 
 
-def print_summary(result: dict) -> None:
+def format_summary(result: dict) -> str:
+    """The metrics of :func:`evaluate_model`'s result as the lines the command line prints."""
     m = result["metrics"]
     lines = [f"{result['method']} on {result['dataset']}/{result['category']} "
              f"({result['num_test_images']} test images):",
@@ -133,7 +131,7 @@ def print_summary(result: dict) -> None:
             lines.append(f"  {name:<24} {m[key]:.4f}")
     if result.get("warning"):
         lines.append("  WARNING: " + result["warning"])
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
 
 
 def compute_threshold(model, config, workdir: str) -> dict:
@@ -149,27 +147,11 @@ def compute_threshold(model, config, workdir: str) -> dict:
     info = {"threshold": float(np.quantile(scores, q)), "quantile": q,
             "source": "image scores of the training split (normal images only)",
             "num_images": int(len(scores)), "score": config.eval.score}
-    _write_json(os.path.join(workdir, THRESHOLD_FILE), info)
+    files.write_json(os.path.join(workdir, THRESHOLD_FILE), info)
     return info
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:
-    from rgpkd_jax import train
-    model, teacher_info, step = train.load_trained_model(config, workdir)
+    model, teacher_info, step = checkpointing.load_trained_model(config, workdir)
     logging.info("evaluating the checkpoint of step %d", step)
     return evaluate_model(model, config, workdir, teacher_info=teacher_info)
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

@@ -10,11 +10,10 @@ Any config value can be overridden, e.g. `--config.train.epochs=10`; an unknown 
 
 from __future__ import annotations
 
-import os
-import sys
-
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from rgpkd_jax import cli
 
 MODES = ("train", "eval", "train_eval", "predict")
 
@@ -42,42 +41,14 @@ def main(argv):
 
     from rgpkd_jax import evaluate, predict, train  # imported late so --help stays fast
     if mode in ("train", "train_eval"):
-        train.train_and_evaluate(config, workdir, evaluate_after=(mode == "train_eval"))
+        result = train.train_and_evaluate(config, workdir, evaluate_after=(mode == "train_eval"))
+        if mode == "train_eval" and "metrics" in result:
+            print(evaluate.format_summary(result), flush=True)
     elif mode == "eval":
-        evaluate.evaluate_checkpoint(config, workdir)
+        print(evaluate.format_summary(evaluate.evaluate_checkpoint(config, workdir)), flush=True)
     else:
-        predict.predict_path(config, workdir, _INPUT.value)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, with a one-line error for overrides of keys the config doesn't have."""
-    try:
-        return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as e:  # ml_collections reports unknown keys this way
-        detail = str(e.args[0] if e.args else e).replace("\\n", " ").replace("\n", " ")
-        detail = " ".join(detail.replace("\\", "").replace("'", "").split())
-        sys.exit(f"error: unknown config key in an override: {detail}. "
-                 "Run with --helpfull or print the config file's get_config() to see the keys.")
-    except flags.Error as e:
-        sys.exit(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.")
-
-
-def enable_compilation_cache() -> None:
-    """Keeps compiled XLA programs between runs (model init alone is ~30 s of small compiles on
-    CPU the first time, ~3 s after). $JAX_COMPILATION_CACHE_DIR, if set, wins."""
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    import jax
-
-    from rgpkd_jax import cache_dir
-    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "xla"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-
-
-def run():
-    enable_compilation_cache()
-    app.run(main, flags_parser=parse_flags)
+        print(predict.format_summary(predict.predict_path(config, workdir, _INPUT.value)), flush=True)
 
 
 if __name__ == "__main__":
-    run()
+    cli.run(main)

@@ -10,6 +10,8 @@ import time
 
 from absl import logging
 
+from rgpkd_jax import files
+
 
 class MetricWriter:
     """Appends one JSON object per log step to `<workdir>/metrics.jsonl` (resumes append)."""
@@ -30,10 +32,8 @@ class MetricWriter:
         kept = [r for r in records if r["step"] <= step]
         if len(kept) == len(records):
             return
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
+        with files.atomic_write(self.path) as f:
             f.writelines(json.dumps(r) + "\n" for r in kept)
-        os.replace(tmp, self.path)
 
     def write(self, step: int, values: dict) -> None:
         if not self.enabled:

@@ -16,8 +16,9 @@ import os
 
 import numpy as np
 from absl import logging
+from PIL import Image
 
-from rgpkd_jax import evaluate, visualize
+from rgpkd_jax import checkpointing, evaluate, files, visualize
 from rgpkd_jax.data import preprocess
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -50,14 +51,13 @@ def load_images(files: list[str], size: int) -> tuple[list[str], np.ndarray, dic
 
 
 def predict_path(config, workdir: str, input_path: str, *, output_dir: str | None = None) -> dict:
-    from rgpkd_jax import train
     threshold_path = os.path.join(workdir, evaluate.THRESHOLD_FILE)
     if not os.path.exists(threshold_path):
         raise FileNotFoundError(f"{threshold_path} is missing; it is written at the end of training "
                                 "(--mode=train or train_eval with the same --config and --workdir)")
     with open(threshold_path) as f:
         threshold = json.load(f)["threshold"]
-    model, _, _ = train.load_trained_model(config, workdir)
+    model, _, _ = checkpointing.load_trained_model(config, workdir)
     files, images, errors = load_images(list_images(input_path), config.dataset.image_size)
     output_dir = output_dir or os.path.join(workdir, "predictions")
     os.makedirs(output_dir, exist_ok=True)
@@ -72,12 +72,17 @@ def predict_path(config, workdir: str, input_path: str, *, output_dir: str | Non
             _save_png(visualize.overlay(uint8_images[i], maps[i], vmin, vmax), heatmap_path)
             rows.append({"file": f, "score": float(scores[i]),
                          "defective": bool(scores[i] > threshold), "heatmap": heatmap_path})
-    result = {"threshold": threshold, "predictions": rows, "errors": errors}
+    result = {"threshold": threshold, "predictions": rows, "errors": errors, "output_dir": output_dir}
     _write_outputs(result, output_dir)
-    for f, err in errors.items():
-        print(f"could not read {f}: {err}")
-    print(f"scored {len(rows)} image(s), {len(errors)} unreadable; results in {output_dir}")
     return result
+
+
+def format_summary(result: dict) -> str:
+    """What the command line prints after :func:`predict_path`."""
+    lines = [f"could not read {f}: {err}" for f, err in result["errors"].items()]
+    lines.append(f"scored {len(result['predictions'])} image(s), {len(result['errors'])} unreadable; "
+                 f"results in {result['output_dir']}")
+    return "\n".join(lines)
 
 
 def _safe_name(path: str, root: str) -> str:
@@ -86,20 +91,13 @@ def _safe_name(path: str, root: str) -> str:
 
 
 def _save_png(rgb01: np.ndarray, path: str) -> None:
-    from PIL import Image
-    tmp = path + ".tmp"
-    Image.fromarray((rgb01 * 255).round().astype(np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with files.atomic_write(path, "wb") as f:
+        Image.fromarray((rgb01 * 255).round().astype(np.uint8)).save(f, format="PNG")
 
 
 def _write_outputs(result: dict, output_dir: str) -> None:
-    json_path = os.path.join(output_dir, "predictions.json")
-    with open(json_path + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(json_path + ".tmp", json_path)
-    csv_path = os.path.join(output_dir, "predictions.csv")
-    with open(csv_path + ".tmp", "w", newline="") as f:
+    files.write_json(os.path.join(output_dir, "predictions.json"), result)
+    with files.atomic_write(os.path.join(output_dir, "predictions.csv"), newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["file", "score", "defective", "heatmap"])
         writer.writeheader()
         writer.writerows(result["predictions"])
-    os.replace(csv_path + ".tmp", csv_path)

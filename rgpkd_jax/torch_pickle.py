@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
-import logging
 import os
 import pickle
 import re
@@ -31,6 +30,7 @@ from typing import Any, BinaryIO, Callable
 
 import ml_dtypes
 import numpy as np
+from absl import logging
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from rgpkd_jax import files
 from rgpkd_jax.metrics import aupro, auroc
 
 SHEET_FILE = "examples.png"
@@ -74,11 +75,9 @@ def curves_figure(predictions: dict, path: str, fpr_limit: float) -> None:
 
 
 def _save(fig, path: str) -> None:
-    plt = _pyplot()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    with files.atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    _pyplot().close(fig)
 
 
 def write_figures(predictions: dict, config, workdir: str) -> list[str]:

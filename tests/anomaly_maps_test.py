@@ -5,19 +5,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.ndimage
-import torch
-import torch.nn.functional as F
 
 from rgpkd_jax import anomaly_maps
 
 TOLERANCE = 1e-5
 
 
-def nchw(x: np.ndarray) -> torch.Tensor:
+def nchw(x: np.ndarray):
+    import torch
     return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))))
 
 
-def test_cosine_distance_equals_torch_including_tiny_and_zero_vectors():
+def test_cosine_distance_equals_torch_including_tiny_and_zero_vectors(torch):
+    F = torch.nn.functional
     rng = np.random.default_rng(0)
     teacher = rng.normal(size=(2, 5, 6, 16)).astype(np.float32)
     student = rng.normal(size=(2, 5, 6, 16)).astype(np.float32)
@@ -32,9 +32,9 @@ def test_cosine_distance_equals_torch_including_tiny_and_zero_vectors():
 
 @pytest.mark.parametrize("in_hw,out_hw", [((16, 16), (64, 64)), ((4, 7), (33, 20)), ((1, 3), (5, 5)),
                                           ((9, 9), (1, 4)), ((64, 64), (256, 256)), ((10, 10), (6, 6))])
-def test_upsample_align_corners_equals_torch(in_hw, out_hw):
+def test_upsample_align_corners_equals_torch(in_hw, out_hw, torch):
     x = np.random.default_rng(1).normal(size=(3, *in_hw)).astype(np.float32)
-    expected = F.interpolate(torch.from_numpy(x)[:, None], size=out_hw, mode="bilinear",
+    expected = torch.nn.functional.interpolate(torch.from_numpy(x)[:, None], size=out_hw, mode="bilinear",
                              align_corners=True)[:, 0].numpy()
     got = anomaly_maps.upsample_align_corners(jnp.asarray(x), out_hw)
     np.testing.assert_allclose(np.asarray(got), expected, atol=TOLERANCE, rtol=0)
@@ -70,6 +70,7 @@ def test_gaussian_blur_sigma_zero_and_bad_sigma():
 
 def reference_anomaly_map(teacher, student, size, sigma, combine):
     """REFERENCE_SPEC §2.5 with torch and scipy, in float64 after the torch steps."""
+    import torch.nn.functional as F
     total = np.ones((len(teacher[0]), size, size)) if combine == "product" else 0.0
     for t, s in zip(teacher, student):
         level = 1 - F.cosine_similarity(nchw(t), nchw(s), dim=1)[:, None]
@@ -79,7 +80,7 @@ def reference_anomaly_map(teacher, student, size, sigma, combine):
 
 
 @pytest.mark.parametrize("combine", ["sum", "product"])
-def test_anomaly_map_equals_reference(combine):
+def test_anomaly_map_equals_reference(combine, torch):
     rng = np.random.default_rng(3)
     shapes = [(2, 16, 16, 8), (2, 8, 8, 16), (2, 4, 4, 32)]
     teacher = [rng.normal(size=s).astype(np.float32) for s in shapes]

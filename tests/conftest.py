@@ -3,6 +3,8 @@ import sys
 
 import pytest
 
+from tests.helpers import import_oracle
+
 # One persistent XLA compilation cache for the whole run (subprocesses inherit it): the suite
 # builds the same small models and steps many times, and recompiling them dominated its time.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
@@ -17,3 +19,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def synthetic_data_dir(tmp_path_factory):
     """A TFDS data dir holding the embedded synthetic dataset, prepared once per session."""
     return str(tmp_path_factory.mktemp("tfds_data"))
+
+
+@pytest.fixture(scope="session")
+def torch():
+    return import_oracle("torch")
+
+
+@pytest.fixture(scope="session")
+def torchvision():
+    return import_oracle("torchvision")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rgpkd_jax import evaluate, predict, train, visualize
+from rgpkd_jax import checkpointing, evaluate, predict, train, visualize
 from rgpkd_jax.data import pipeline, preprocess
 from tests.helpers import tiny_config
 
@@ -20,8 +20,9 @@ def saved_workdir(tmp_path_factory, synthetic_data_dir):
     """A workdir holding an (untrained) tiny RD4AD checkpoint and its threshold."""
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir, num_visualise=2)
     workdir = str(tmp_path_factory.mktemp("workdir"))
-    model, _ = train.setup_model(config)
-    train.save_imported_model(model, config, workdir)
+    model, _ = checkpointing.setup_model(config)
+    checkpointing.save_imported_model(model, config, workdir)
+    evaluate.compute_threshold(model, config, workdir)
     return config, workdir
 
 
@@ -72,7 +73,7 @@ def test_predict_scores_a_folder_and_names_the_unreadable_file(saved_workdir, tm
         assert os.path.exists(row["heatmap"])
     # predict's score of a file equals the evaluator's score of the same preprocessed file.
     image = preprocess.preprocess_image(str(folder / "a.png"), config.dataset.image_size)
-    runner_scores = evaluate.MapRunner(train.load_trained_model(config, workdir)[0], config)(
+    runner_scores = evaluate.MapRunner(checkpointing.load_trained_model(config, workdir)[0], config)(
         image[None])[1]
     np.testing.assert_allclose(result["predictions"][0]["score"], runner_scores[0], rtol=1e-4)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -32,3 +34,13 @@ def tiny_config(method: str, *, data_dir: str, category: str | None = None, seed
     config.train.checkpoint_every_steps = checkpoint_every_steps
     config.eval.num_visualise = num_visualise
     return config
+
+
+def import_oracle(name: str):
+    """A reference library (torch, torchvision): only the tests that compare with it ask for it.
+    Without it they skip, except in CI (CI=true), where the test extra installs it and a missing
+    one is an error rather than a silent skip."""
+    if os.environ.get("CI"):
+        import importlib
+        return importlib.import_module(name)
+    return pytest.importorskip(name)

@@ -7,8 +7,6 @@ from skimage.metrics import structural_similarity
 
 from rgpkd_jax import losses
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
 
 
 def _levels(rng, batch=3):
@@ -36,7 +34,7 @@ def test_flattened_cosine_matches_numpy_reference():
     assert float(losses.distillation_loss(teacher, student, "cosine")) == pytest.approx(float(got))
 
 
-def test_flattened_cosine_equals_torch_on_nchw_with_zero_sample():
+def test_flattened_cosine_equals_torch_on_nchw_with_zero_sample(torch):
     """The official code flattens NCHW; the flattened cosine does not depend on the layout. A zero
     sample exercises torch's eps clamp (cos = 0, distance 1)."""
     teacher, student = _levels(np.random.default_rng(1))
@@ -66,20 +64,20 @@ def test_mse_and_mix_modes():
                                0.5 * level_mse + 0.5 * cosine, rtol=1e-5)
 
 
-def test_resize_align_corners_matches_torch():
+def test_resize_align_corners_matches_torch(torch):
     x = np.random.default_rng(4).normal(size=(2, 5, 7, 3)).astype(np.float32)
-    expected = F.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=(16, 13), mode="bilinear",
+    expected = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=(16, 13), mode="bilinear",
                              align_corners=True).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(np.asarray(losses.resize_bilinear_align_corners(x, (16, 13))), expected,
                                rtol=1e-5, atol=1e-6)
 
 
-def test_consistency_loss_matches_official_formula_in_torch():
+def test_consistency_loss_matches_official_formula_in_torch(torch):
     """Official loss_function_2 written with torch ops on NCHW, a = teacher, b = student."""
     teacher, student = _levels(np.random.default_rng(5))
     a = [torch.from_numpy(t).permute(0, 3, 1, 2) for t in teacher]
     b = [torch.from_numpy(s).permute(0, 3, 1, 2) for s in student]
-    up = lambda v, size: F.interpolate(v, size=size, mode="bilinear", align_corners=True)
+    up = lambda v, size: torch.nn.functional.interpolate(v, size=size, mode="bilinear", align_corners=True)
     mse = torch.nn.MSELoss()
     expected = (abs(mse(up(a[2], 8), up(b[2], 8)) - mse(a[1], b[1]))
                 + abs(mse(up(a[1], 16), up(b[1], 16)) - mse(a[0], b[0]))).item()

@@ -13,13 +13,13 @@ import pytest
 
 from rgpkd_jax import torch_pickle
 
-torch = pytest.importorskip("torch")
 
 FORMATS = {"zip": True, "legacy": False}  # torch.save's _use_new_zipfile_serialization
 
 
 def _tensors():
     """Tensors that exercise dtypes, strides, offsets, shared storage, scalars and empties."""
+    import torch
     g = torch.Generator().manual_seed(0)
     base = torch.randn(40, generator=g)
     return {
@@ -41,12 +41,13 @@ def _tensors():
 
 
 def _as_numpy(t):
+    import torch
     t = t.detach()
     return t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
 
 
 @pytest.fixture(params=sorted(FORMATS))
-def saved(request, tmp_path):
+def saved(request, tmp_path, torch):
     """(path, tensors) of a nested checkpoint written by torch.save in one format."""
     tensors = _tensors()
     path = tmp_path / f"{request.param}.pth"
@@ -54,7 +55,7 @@ def saved(request, tmp_path):
     return path, tensors
 
 
-def test_reads_what_torch_saved(saved):
+def test_reads_what_torch_saved(saved, torch):
     path, tensors = saved
     loaded = torch_pickle.load_state_dict(path)
     assert set(loaded) == {f"model.{k}" for k in tensors}  # "epoch" is not a tensor: skipped
@@ -99,7 +100,7 @@ def test_payload_is_live_under_plain_pickle(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
-def test_refuses_malicious_pickle_without_running_it(fmt, tmp_path):
+def test_refuses_malicious_pickle_without_running_it(fmt, tmp_path, torch):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     torch.save({"weight": torch.ones(2), "payload": _RunsShellOnLoad(marker)}, path,
@@ -111,7 +112,7 @@ def test_refuses_malicious_pickle_without_running_it(fmt, tmp_path):
     assert str(path) in message and ".system" in message and "Nothing was executed" in message
 
 
-def test_refuses_a_pickled_module(tmp_path):
+def test_refuses_a_pickled_module(tmp_path, torch):
     """torch.save(model) (not model.state_dict()) needs torch classes: refused, with the class named."""
     path = tmp_path / "whole_model.pth"
     torch.save(torch.nn.Linear(2, 3), path)
@@ -121,7 +122,7 @@ def test_refuses_a_pickled_module(tmp_path):
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 @pytest.mark.parametrize("keep", [0.01, 0.5, 0.98])
-def test_truncated_file_is_a_clear_error(fmt, keep, tmp_path):
+def test_truncated_file_is_a_clear_error(fmt, keep, tmp_path, torch):
     path = tmp_path / f"{fmt}.pth"
     torch.save({"w": torch.randn(64, 64)}, path, _use_new_zipfile_serialization=FORMATS[fmt])
     data = path.read_bytes()
@@ -132,7 +133,7 @@ def test_truncated_file_is_a_clear_error(fmt, keep, tmp_path):
     assert f"{fmt} format" in str(err.value)
 
 
-def test_corrupt_storage_bytes_fail_the_crc(tmp_path):
+def test_corrupt_storage_bytes_fail_the_crc(tmp_path, torch):
     path = tmp_path / "flipped.pth"
     torch.save({"w": torch.zeros(256)}, path)
     with zipfile.ZipFile(path) as archive:
@@ -153,7 +154,7 @@ def test_non_checkpoints_are_a_clear_error(content, tmp_path):
         torch_pickle.load_state_dict(path)
 
 
-def test_missing_file_names_it(tmp_path):
+def test_missing_file_names_it(tmp_path, torch):
     with pytest.raises(FileNotFoundError, match="absent.pth"):
         torch_pickle.load_state_dict(tmp_path / "absent.pth")
 
@@ -170,17 +171,19 @@ class _LegacyTensor:
         self.args = (storage, offset, size, stride, False, collections.OrderedDict())
 
     def __reduce__(self):
+        import torch
         return torch._utils._rebuild_tensor_v2, self.args
 
 
 class _LegacyPickler(pickle.Pickler):
     def persistent_id(self, obj):
         if isinstance(obj, _LegacyStorage):
+            import torch
             return ("storage", torch.FloatStorage, obj.key, "cpu", obj.values.size, obj.view)
         return None
 
 
-def test_legacy_storage_views_match_torch_load(tmp_path):
+def test_legacy_storage_views_match_torch_load(tmp_path, torch):
     """Old torch wrote storage views (view_metadata); modern torch.save never does, so the file is
     written by hand in the legacy layout, and torch.load is the reference."""
     root = _LegacyStorage("1", np.arange(12, dtype="<f4"))

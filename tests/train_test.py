@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rgpkd_jax import metric_writer, train
+from rgpkd_jax import checkpointing, metric_writer, train
 from rgpkd_jax.data import pipeline
 from tests.helpers import tiny_config
 
@@ -29,7 +29,7 @@ def _losses(workdir):
 
 
 def _final_params(workdir, config):
-    model, _, step = train.load_trained_model(config, workdir)
+    model, _, step = checkpointing.load_trained_model(config, workdir)
     return step, nnx.to_pure_dict(nnx.state(model))
 
 
@@ -42,6 +42,7 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     import json, os, sys
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + sys.argv[1]
     import jax
+    jax.config.update("jax_enable_x64", True)
     assert jax.device_count() == int(sys.argv[1]), jax.devices()
     from rgpkd_jax import metric_writer, train
     from tests.helpers import tiny_config
@@ -49,15 +50,23 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     for method in ("rd4ad", "sk_rd4ad", "rgpkd"):
         workdir = os.path.join(sys.argv[2], method)
         config = tiny_config(method, data_dir=sys.argv[3], epochs=1, batch_size=8, log_every_steps=1)
-        # Plain SGD: Adam's first steps are sign-like on near-zero gradients, so float
-        # reduction-order noise (~1e-7) between 1 and 4 devices flips some updates by 2 lr and
-        # hides what this test checks (sharded batch, cross-device BN statistics, loss averaging).
+        config.model.compute_dtype = "float64"
+        # Plain SGD: Adam's first steps are sign-like on near-zero gradients and would turn any
+        # rounding difference into a difference of 2 lr.
         config.train.optimizer, config.train.learning_rate = "sgd", 0.01
         config.train.schedule, config.train.max_steps_this_run = "constant", 3
         train.train_and_evaluate(config, workdir, evaluate_after=False)
         out[method] = [r["loss"] for r in metric_writer.read_metrics(workdir)]
     print("LOSSES=" + json.dumps(out))
 """)
+
+# 1 and 4 devices sum the batch (BN statistics, loss mean, gradient all-reduce) in different orders,
+# so they agree only up to rounding. In float32 that was measured at up to 1.6e-5 relative after
+# 3 steps on an AVX2 machine (eps32 = 6e-8: an amplification of ~270 over the trajectory), and it
+# differs between CPUs. The runs are therefore made in float64 (eps64 = 1.1e-16): the same
+# amplification gives ~3e-14, so RTOL leaves a margin of >3e4 while a real error (a wrong shard,
+# BN statistics of one device only, an unaveraged loss) changes the loss at the 1e-3 level.
+RTOL_FLOAT64 = 1e-9
 
 
 def _run_on_devices(n, workdir, data_dir):
@@ -76,7 +85,7 @@ def test_four_devices_match_one_device(tmp_path, synthetic_data_dir):
     for method in one:
         assert len(one[method]) == 3, method
         assert abs(one[method][-1] - one[method][0]) > 1e-4 * abs(one[method][0]), "no training happened"
-        np.testing.assert_allclose(four[method], one[method], rtol=1e-5, err_msg=method)
+        np.testing.assert_allclose(four[method], one[method], rtol=RTOL_FLOAT64, err_msg=method)
 
 
 class _KilledIterator:
@@ -137,10 +146,10 @@ def test_seed_determines_the_loss_trajectory(tmp_path, synthetic_data_dir):
 @pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
 def test_teacher_is_unchanged_by_training(tmp_path, synthetic_data_dir, method):
     config = tiny_config(method, data_dir=synthetic_data_dir, epochs=1)
-    model, _ = train.setup_model(config)
+    model, _ = checkpointing.setup_model(config)
     before = nnx.to_pure_dict(nnx.state(model.teacher))
     train.train_and_evaluate(config, str(tmp_path), evaluate_after=False)
-    after_model, _, _ = train.load_trained_model(config, str(tmp_path))
+    after_model, _, _ = checkpointing.load_trained_model(config, str(tmp_path))
     after = nnx.to_pure_dict(nnx.state(after_model.teacher))
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(before), jax.tree.leaves(after)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
@@ -169,9 +178,9 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     with pytest.raises(train.NonFiniteLossError, match=r"at step 5.*checkpoint \(step 4\)"):
         train.train_and_evaluate(config, str(tmp_path), evaluate_after=False,
                                  data_source=lambda: _PoisonedIterator(make(), 4))
-    _, _, step = train.load_trained_model(config, str(tmp_path))
+    _, _, step = checkpointing.load_trained_model(config, str(tmp_path))
     assert step == 4
-    params = nnx.to_pure_dict(nnx.state(train.load_trained_model(config, str(tmp_path))[0]))
+    params = nnx.to_pure_dict(nnx.state(checkpointing.load_trained_model(config, str(tmp_path))[0]))
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import logging
 import os
 from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import tensorflow_datasets as tfds
+from absl import logging
 from PIL import Image
 
-from rgpkd_jax.data import download, preprocess
+from rgpkd_jax.data import preprocess, source
 from rgpkd_jax.data.errors import DatasetError
 
 LABEL_NAMES = ("good", "defective")
@@ -164,7 +164,7 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def source_root(self, dl_manager) -> str:
         """The folder holding the dataset in its own layout (the manual dir by default)."""
-        return download.locate_source(type(self), self.manual_dir, dl_manager.download_dir,
+        return source.locate_source(type(self), self.manual_dir, dl_manager.download_dir,
                                       allow_download=self.allow_download)
 
     def list_samples(self, root: str, category: str) -> Mapping[str, Sequence[Sample]]:

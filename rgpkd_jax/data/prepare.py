@@ -6,13 +6,13 @@ are skipped unless `--force`. `--download` fetches and checks the public archive
 have one (MVTec AD, VisA, MVTec 3D-AD) when no `--manual_dir` is given.
 """
 
-import sys
 import time
 
-from absl import app, flags
 import tqdm
+from absl import flags
 
 import rgpkd_jax.data as data_lib
+from rgpkd_jax import cli
 
 _DATASET = flags.DEFINE_enum("dataset", None, sorted(data_lib.BUILDERS), "Dataset to prepare.")
 _CATEGORY = flags.DEFINE_string("category", None, "One category; default: all.")
@@ -39,14 +39,11 @@ def prepare_all(dataset, categories, *, data_dir=None, manual_dir=None, download
 
 def main(argv):
     del argv
-    try:
-        categories = ([_CATEGORY.value] if _CATEGORY.value
-                      else data_lib.categories(_DATASET.value, _MANUAL_DIR.value))
-        prepare_all(_DATASET.value, categories, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value,
-                    download=_DOWNLOAD.value, force=_FORCE.value)
-    except data_lib.DatasetError as error:
-        sys.exit(f"error: {error}")
+    categories = ([_CATEGORY.value] if _CATEGORY.value
+                  else data_lib.categories(_DATASET.value, _MANUAL_DIR.value))
+    prepare_all(_DATASET.value, categories, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value,
+                download=_DOWNLOAD.value, force=_FORCE.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, compilation_cache=False)

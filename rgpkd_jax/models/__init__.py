@@ -7,26 +7,17 @@ indices=None) -> Features`` and ``loss(features, images) -> (scalar, terms)``
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
+from rgpkd_jax.models.features import Features
+from rgpkd_jax.models.rd4ad import RD4AD
+from rgpkd_jax.models.rgpkd import RGPKD
 
-class Features(NamedTuple):
-    """What a model returns: paired feature lists, shallow to deep (``teacher[i]`` and
-    ``student[i]`` have equal shapes), and the reconstruction (RGPKD) or None."""
-
-    teacher: list[jax.Array]
-    student: list[jax.Array]
-    reconstruction: jax.Array | None = None
-
-    def in_float32(self) -> "Features":
-        """The same features in float32: losses, anomaly maps and metrics never see bfloat16."""
-        return jax.tree.map(lambda x: x.astype(jnp.float32), self)
+__all__ = ["Features", "FROZEN", "METHODS", "TRAINABLE", "build_model", "count_params", "set_compute_dtype"]
 
 
 # The optimised variables: every parameter outside the frozen teacher.
@@ -67,13 +58,11 @@ def set_compute_dtype(model: nnx.Module, compute_dtype: str) -> None:
 
 def _build(method: str, arch: str, options: dict, rngs: nnx.Rngs) -> nnx.Module:
     if method in ("rd4ad", "sk_rd4ad"):
-        from rgpkd_jax.models.rd4ad import RD4AD
         # SK-RD4AD official single-class default rate 0.05; its `--class all` run overrides it to 0.005.
         return RD4AD(arch, rngs=rngs, skips=options["skips"], loss=options["loss"],
                      consistency_rate=options["consistency_rate"],
                      include_unused_conv4=options.get("include_unused_conv4", False))
     if method == "rgpkd":
-        from rgpkd_jax.models.rgpkd import RGPKD
         return RGPKD(arch, rngs=rngs, **options)
     raise ValueError(f"unknown config.method {method!r}; choose one of {METHODS}")
 

@@ -4,7 +4,7 @@ The official code saves ``torch.save({'bn': bn.state_dict(), 'decoder': decoder.
 (hq-deng/RD4AD ``main.py``; SK-RD4AD's "sample_auc" checkpoints). Our ``RD4AD.bn`` and
 ``RD4AD.decoder`` mirror those module names, so keys map one to one: ``bn.bn_layer.0.conv1.weight``
 goes to ``model.bn.bn_layer[0].conv1.kernel``. The layout changes (conv, transposed conv, BN) are
-:func:`rgpkd_jax.convert.assign_torch_state_dict`'s.
+:func:`rgpkd_jax.torch_state.assign_torch_state_dict`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 from flax import nnx
 
-from rgpkd_jax import convert, torch_pickle
+from rgpkd_jax import torch_pickle, torch_state
 from rgpkd_jax.models.decoder import Decoder
 from rgpkd_jax.models.ocbe import OCBE
 from rgpkd_jax.models.resnet import ARCHS
@@ -52,7 +52,7 @@ def _arch_hint(state_dict: Mapping[str, np.ndarray]) -> str:
     """Which teacher architectures the checkpoint's shapes fit, for the error message."""
     fits = []
     for arch in ARCHS:
-        layout = convert.torch_layout(OfficialRD4AD(nnx.eval_shape(lambda: OCBE(arch, rngs=nnx.Rngs(0))),
+        layout = torch_state.torch_layout(OfficialRD4AD(nnx.eval_shape(lambda: OCBE(arch, rngs=nnx.Rngs(0))),
                                                     nnx.eval_shape(lambda: Decoder(arch, rngs=nnx.Rngs(0)))))
         if all(key in state_dict and tuple(state_dict[key].shape) == slot.torch_shape
                for key, slot in layout.items()):
@@ -88,8 +88,8 @@ def load_official_rd4ad(model: nnx.Module, source: str | os.PathLike | Mapping[s
                "checkpoint saved with {'bn': ..., 'decoder': ...}." if bare_decoder else "."))
     ignore = () if model.bn.has_unused_conv4 else UNUSED_CONV4
     try:
-        convert.assign_torch_state_dict(OfficialRD4AD(model.bn, model.decoder), state_dict,
+        torch_state.assign_torch_state_dict(OfficialRD4AD(model.bn, model.decoder), state_dict,
                                         ignore=ignore, source=name)
-    except convert.StateDictMismatchError as e:
-        raise convert.StateDictMismatchError(str(e) + _arch_hint(state_dict), e.missing, e.unexpected,
+    except torch_state.StateDictMismatchError as e:
+        raise torch_state.StateDictMismatchError(str(e) + _arch_hint(state_dict), e.missing, e.unexpected,
                                              e.misshaped) from None

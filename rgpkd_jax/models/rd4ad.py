@@ -10,7 +10,7 @@ import jax
 from flax import nnx
 
 from rgpkd_jax import losses
-from rgpkd_jax.models import Features
+from rgpkd_jax.models.features import Features
 from rgpkd_jax.models.decoder import Decoder
 from rgpkd_jax.models.ocbe import OCBE
 from rgpkd_jax.models.resnet import ResNet

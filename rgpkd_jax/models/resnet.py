@@ -1,7 +1,7 @@
 """torchvision ResNets in Flax NNX, used as frozen teachers.
 
 Module and attribute names mirror torchvision's state-dict keys (``layer1.0.downsample.0``), so a
-torchvision checkpoint maps onto this tree key by key (see ``rgpkd_jax.convert``). Tensors are
+torchvision checkpoint maps onto this tree key by key (see ``rgpkd_jax.torch_state``). Tensors are
 NHWC. Padding is PyTorch's explicit symmetric padding, never 'SAME' (REFERENCE_SPEC §7).
 """
 

@@ -23,7 +23,7 @@ from flax import nnx
 
 from rgpkd_jax import losses
 from rgpkd_jax.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from rgpkd_jax.models import Features
+from rgpkd_jax.models.features import Features
 from rgpkd_jax.models.prompt import PromptMemory, pooled_key
 from rgpkd_jax.models.resnet import DEFAULT_TAPS, ResNet
 from rgpkd_jax.models.unet import UNetStudent

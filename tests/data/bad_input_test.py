@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 import rgpkd_jax.data as data_lib
-from rgpkd_jax.data import DatasetError, download, pipeline
+from rgpkd_jax import download
+from rgpkd_jax.data import DatasetError, pipeline, source
 from tests.data import fixtures
 from tests.data.builders_test import _config
 
@@ -129,9 +130,9 @@ def test_download_checks_digest_and_keeps_nothing_on_mismatch(tmp_path):
         zipped.writestr("top/bottle/readme.txt", "hello")
     url = archive.as_uri()
     with pytest.raises(DatasetError, match="expected 0000"):
-        download.fetch(url, "sha256", "0000", str(tmp_path / "dl"))
+        source.fetch(url, "sha256", "0000", str(tmp_path / "dl"))
     assert os.listdir(tmp_path / "dl") == []
     digest = download.file_digest(str(archive), "md5")
-    path = download.fetch(url, "md5", digest, str(tmp_path / "dl"))
-    extracted = download.extract(path, str(tmp_path / "dl" / "extracted" / "x"))
+    path = source.fetch(url, "md5", digest, str(tmp_path / "dl"))
+    extracted = source.extract(path, str(tmp_path / "dl" / "extracted" / "x"))
     assert open(os.path.join(extracted, "top", "bottle", "readme.txt")).read() == "hello"

@@ -8,14 +8,13 @@ from PIL import Image
 
 from rgpkd_jax.data import preprocess
 
-torch = pytest.importorskip("torch")
-transforms = pytest.importorskip("torchvision.transforms")
 
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
 
 
 def _official_image_transform(size):
+    from torchvision import transforms
     # get_data_transforms(size, size) of hq-deng/RD4AD, written from the spec (§1).
     return transforms.Compose([
         transforms.Resize((size, size)),
@@ -26,6 +25,7 @@ def _official_image_transform(size):
 
 
 def _official_mask_transform(size):
+    from torchvision import transforms
     return transforms.Compose([
         transforms.Resize((size, size)),
         transforms.ToTensor(),
@@ -45,7 +45,7 @@ def _png(image):
     ("L", (70, 70), 48),          # grayscale category (grid/screw/zipper)
     ("RGBA", (33, 50, 4), 32),
 ])
-def test_image_matches_torchvision(mode, shape, size):
+def test_image_matches_torchvision(mode, shape, size, torchvision):
     rng = np.random.default_rng(0)
     pil = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
     assert pil.mode == mode
@@ -55,7 +55,7 @@ def test_image_matches_torchvision(mode, shape, size):
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-6)
 
 
-def test_jpeg_bytes_decode_like_pil_path(tmp_path):
+def test_jpeg_bytes_decode_like_pil_path(tmp_path, torchvision):
     rng = np.random.default_rng(1)
     path = tmp_path / "x.JPG"
     Image.fromarray(rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(path, quality=90)
@@ -71,7 +71,7 @@ def _blob_mask(height, width, foreground):
 
 
 @pytest.mark.parametrize("size", [16, 32, 100])
-def test_mask_matches_torchvision_then_threshold(size):
+def test_mask_matches_torchvision_then_threshold(size, torchvision):
     mask = Image.fromarray(_blob_mask(61, 77, 255))
     expected = (_official_mask_transform(size)(mask)[0].numpy() > 0.5).astype(np.float32)
     ours = preprocess.preprocess_mask(_png(mask), size)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rgpkd_jax import evaluate, metric_writer, train
+from rgpkd_jax import checkpointing, evaluate, metric_writer, train
 from rgpkd_jax.metrics import summary
 from rgpkd_jax.models import build_model, set_compute_dtype
 from tests.helpers import tiny_config
@@ -87,7 +87,7 @@ def test_bfloat16_training_and_evaluation_within_tolerance_of_float32(tmp_path, 
     np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=LOSS_CURVE_RELATIVE)
 
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir, epochs=2)
-    model, _, _ = train.load_trained_model(config, str(tmp_path / "float32"))
+    model, _, _ = checkpointing.load_trained_model(config, str(tmp_path / "float32"))
     metrics = {}
     for dtype in ("float32", "bfloat16"):
         set_compute_dtype(model, dtype)

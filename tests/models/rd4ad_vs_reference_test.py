@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rgpkd_jax.convert import StateDictMismatchError
+from rgpkd_jax.torch_state import StateDictMismatchError
 from rgpkd_jax.models.official_checkpoint import load_official_rd4ad
 from rgpkd_jax.models.rd4ad import RD4AD
+from tests.helpers import import_oracle
 
-torch = pytest.importorskip("torch")
+torch = import_oracle("torch")  # every test here compares with torch
 nn = torch.nn
-torchvision_resnet = pytest.importorskip("torchvision.models.resnet")
+torchvision_resnet = import_oracle("torchvision.models.resnet")
 
 RTOL = 1e-5
 
@@ -192,7 +193,7 @@ def test_wrn50_decoder_bottlenecks_match_torch():
 
 def _zero_bn_state_dict(model):
     """Zeros shaped as the model's official ``bn`` state dict (only the decoder is compared)."""
-    from rgpkd_jax.convert import torch_layout
+    from rgpkd_jax.torch_state import torch_layout
     return {k: np.zeros(slot.torch_shape, np.float32) for k, slot in torch_layout(model.bn).items()}
 
 

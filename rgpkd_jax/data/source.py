@@ -1,24 +1,20 @@
 """Finding a dataset's source files: the manual dir, or a checksummed download of a public archive.
 
 TFDS's own download manager insists on its `checksums.tsv` (url, size, sha256); the archives we may
-fetch are published with an md5 or sha256 only, so downloads are verified here instead. Every file
-is written under a temporary name and renamed when complete and verified, so an interrupted or
-corrupt download never looks finished.
+fetch are published with an md5 or sha256 only, so they come through the package's verified
+downloader (`rgpkd_jax.download`) instead. Extraction goes to a temporary folder renamed when
+complete, so an interrupted download or extraction never looks finished.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 import shutil
 import tarfile
-import urllib.request
 import zipfile
 
+from rgpkd_jax import download
 from rgpkd_jax.data.errors import DatasetError
-
-_CHUNK = 1 << 20
 
 
 def _has_entries(path: str) -> bool:
@@ -48,35 +44,13 @@ def locate_source(builder_cls, manual_dir: str | None, download_dir: str | os.Pa
     return extract(archive, os.path.join(os.fspath(download_dir), "extracted", name))
 
 
-def file_digest(path: str, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch(url: str, algorithm: str, expected: str, download_dir: str) -> str:
-    """Downloads `url` into `download_dir` (once) and checks its digest."""
-    os.makedirs(download_dir, exist_ok=True)
+    """Downloads `url` into `download_dir` (once; a copy with the right digest is reused)."""
     target = os.path.join(download_dir, url.rstrip("/").rsplit("/", 1)[-1])
-    if not os.path.exists(target):
-        partial = target + ".partial"
-        logging.info("Downloading %s to %s", url, target)
-        try:
-            with urllib.request.urlopen(url) as response, open(partial, "wb") as out:
-                shutil.copyfileobj(response, out, _CHUNK)
-        except OSError as error:
-            raise DatasetError(f"Download of {url} failed ({error}). Download it by hand, extract it and "
-                               "pass --manual_dir.") from error
-        actual = file_digest(partial, algorithm)
-        if actual != expected:
-            os.remove(partial)
-            raise DatasetError(f"Download of {url} has {algorithm} {actual}, expected {expected}: the file "
-                               "changed on the server or was corrupted in transit. Retry, or download it "
-                               "by hand and pass --manual_dir.")
-        os.replace(partial, target)
-    return target
+    try:
+        return download.fetch(url, target, algorithm=algorithm, expected=expected)
+    except download.DownloadError as error:
+        raise DatasetError(f"{error} Download it by hand, extract it and pass --manual_dir.") from error
 
 
 def _safe_members(archive: zipfile.ZipFile, destination: str) -> None:

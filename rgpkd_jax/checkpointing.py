@@ -1,0 +1,114 @@
+"""Checkpoints of a workdir: what they hold, how a run saves, resumes and loads them for evaluation.
+
+A checkpoint (orbax) holds ``{'model', 'optimizer'}`` of :func:`split_train_state` and, per
+process, the position of that process's data iterator, so a rerun resumes exactly. Building the
+model to restore into (:func:`setup_model`) loads the teacher and, for RGPKD, fills the prompt bank.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import ml_collections
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from rgpkd_jax import optim
+from rgpkd_jax import teacher as teacher_lib
+from rgpkd_jax.data import pipeline
+from rgpkd_jax.models import TRAINABLE, build_model
+from rgpkd_jax.models.official_checkpoint import load_official_rd4ad
+
+
+def _data_item() -> str:
+    """Each process checkpoints the position of its own data shard."""
+    return f"data_process{jax.process_index()}"
+
+
+def checkpoint_manager(workdir: str, tc) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=tc.max_to_keep, create=True)
+    return ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       _data_item(): ocp.JsonCheckpointHandler()})
+
+
+def save(manager, step: int, state, data_iterator) -> None:
+    manager.save(step, args=ocp.args.Composite(**{
+        "state": ocp.args.StandardSave(nnx.to_pure_dict(state)),
+        _data_item(): ocp.args.JsonSave(data_iterator.get_state())}))
+    manager.wait_until_finished()
+
+
+def restore(manager, step: int, state, data_iterator):
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(state))
+    restored = manager.restore(step, args=ocp.args.Composite(**{
+        "state": ocp.args.StandardRestore(target), _data_item(): ocp.args.JsonRestore()}))
+    nnx.replace_by_pure_dict(state, restored["state"])
+    data_iterator.set_state(restored[_data_item()])
+    return state
+
+
+def setup_model(config):
+    """Builds the model, loads the teacher, and (RGPKD) fills its prompt bank from the train split.
+
+    The bank is built before a checkpoint is restored too, so that its shape (set by the size of
+    the training split) matches the saved one; its values are a function of teacher and data.
+    """
+    model = build_model(config, nnx.Rngs(config.seed))
+    teacher_info = teacher_lib.load_into(model, config)
+    if hasattr(model, "build_bank"):
+        model.build_bank(pipeline.test_batches(config, batch_size=config.train.batch_size, split="train"))
+    return model, teacher_info
+
+
+def split_train_state(model, tc, schedule):
+    """(graphdef, state) of {'model', 'optimizer'}: what the train step updates and checkpoints hold."""
+    optimizer = nnx.Optimizer(model, optim.make_optimizer(tc, schedule), wrt=TRAINABLE)
+    return nnx.split({"model": model, "optimizer": optimizer})
+
+
+def save_imported_model(model, config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Saves a model trained elsewhere (an official RD4AD checkpoint) as the workdir's checkpoint
+    at step 0, so that --mode=eval and --mode=predict use it (the caller writes the threshold)."""
+    graphdef, state = split_train_state(model, config.train, optax.constant_schedule(0.0))
+    manager = checkpoint_manager(workdir, config.train)
+    if manager.latest_step() is not None:
+        manager.close()
+        raise FileExistsError(f"{workdir} already holds checkpoints; import into an empty --workdir")
+    manager.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(nnx.to_pure_dict(state))))
+    manager.wait_until_finished()
+    manager.close()
+
+
+def import_official_rd4ad(config: ml_collections.ConfigDict, workdir: str, path: str):
+    """An official RD4AD / SK-RD4AD checkpoint (``{'bn', 'decoder'}`` .pth) as the workdir's
+    checkpoint for ``config``; returns the model (the caller writes its threshold)."""
+    if config.method not in ("rd4ad", "sk_rd4ad"):
+        raise ValueError(f"an official RD4AD checkpoint needs an RD4AD or SK-RD4AD config, not "
+                         f"method={config.method!r} (use configs/rd4ad.py or configs/sk_rd4ad.py)")
+    model, _ = setup_model(config)
+    load_official_rd4ad(model, path)
+    save_imported_model(model, config, workdir)
+    return model
+
+
+def load_trained_model(config: ml_collections.ConfigDict, workdir: str):
+    """(model, teacher_info, step) of the workdir's last checkpoint, for evaluation and prediction."""
+    manager = checkpoint_manager(workdir, config.train)
+    step = manager.latest_step()
+    if step is None:
+        manager.close()
+        raise FileNotFoundError(
+            f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first with "
+            f"--mode=train (same --config and --workdir)")
+    model, teacher_info = setup_model(config)
+    # The optimiser state is restored too (the checkpoint holds both); its schedule is irrelevant.
+    graphdef, state = split_train_state(model, config.train, optax.constant_schedule(0.0))
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(state))
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    manager.close()
+    nnx.replace_by_pure_dict(state, restored["state"])
+    return nnx.merge(graphdef, state)["model"], teacher_info, step
