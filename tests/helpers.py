@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import pytest
 
+from rgpkd_jax.config_files import load_config
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config_module(name: str):
-    path = os.path.join(REPO, "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_config(method: str, *, data_dir: str, category: str | None = None, seed: int = 0,
@@ -24,7 +17,7 @@ def tiny_config(method: str, *, data_dir: str, category: str | None = None, seed
     """configs/<method>.py in its `tiny` form on the synthetic dataset, with a random teacher."""
     from rgpkd_jax.data import synthetic
     category = category or synthetic.CATEGORIES[0]
-    config = load_config_module(method).get_config(f"synthetic/{category},tiny")
+    config = load_config(os.path.join(REPO, "configs", f"{method}.py:synthetic/{category},tiny"))
     config.dataset.data_dir = str(data_dir)
     config.teacher.weights = "random"
     config.seed = seed
