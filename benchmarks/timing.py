@@ -43,6 +43,10 @@ def median(seconds: list[float]) -> float:
     return statistics.median(seconds)
 
 
+def median_seconds(fn: Callable[[], object], *, warmup: int, repeats: int) -> float:
+    return median(seconds_per_call(fn, warmup=warmup, repeats=repeats))
+
+
 def rate(items: int, seconds: list[float]) -> float:
     """Items per second at the median time."""
     return items / median(seconds)
