@@ -14,15 +14,16 @@ n-th job, so n hosts given the same flags run every job exactly once between the
 
 from __future__ import annotations
 
-import ast
 import collections
 import dataclasses
-import importlib
-import importlib.util
 import json
 import os
 import traceback
 from typing import Iterable, Sequence
+
+from absl import logging
+
+from rgpkd_jax import config_files, files
 
 METHODS = ("rd4ad", "sk_rd4ad", "rgpkd")
 TRAIN, COMPLEXITY = "train_eval", "complexity"
@@ -83,32 +84,31 @@ class Job:
 
 
 def categories(dataset: str) -> tuple[str, ...]:
-    """The dataset's categories, as its data-package module lists them (the one place they live)."""
+    """The dataset's fixed categories (`rgpkd_jax.data.categories`, the one list); a ValueError for
+    an unknown dataset or one whose categories are whatever lies on disk (`folder`)."""
+    from rgpkd_jax import data  # late: imports TFDS
     try:
-        module = importlib.import_module(f"rgpkd_jax.data.{dataset}")
-    except ModuleNotFoundError as error:
-        if error.name != f"rgpkd_jax.data.{dataset}":
-            raise
-        module = None
-    found = getattr(module, "CATEGORIES", None)
-    if not found:
-        raise ValueError(f"--categories=all: the category list of dataset {dataset!r} is unknown (no "
-                         f"rgpkd_jax.data.{dataset}.CATEGORIES); name the categories explicitly")
-    return tuple(found)
+        if data.builder_class(dataset) is not data.folder.Folder:
+            return tuple(data.categories(dataset))
+        reason = "its categories are the folders under --manual_dir"
+    except data.DatasetError as error:
+        reason = str(error)
+    raise ValueError(f"--category=all: dataset {dataset!r} has no fixed category list ({reason}); "
+                     "name the categories explicitly")
 
 
 def expand_categories(dataset: str, requested: Sequence[str]) -> tuple[str, ...]:
     if list(requested) == ["all"]:
         return categories(dataset)
     if "all" in requested:
-        raise ValueError(f"--categories={','.join(requested)}: 'all' cannot be mixed with names")
+        raise ValueError(f"--category={','.join(requested)}: 'all' cannot be mixed with names")
     try:
         known = categories(dataset)
     except ValueError:
         return tuple(requested)   # a dataset without a known list (e.g. `folder`): trust the user
     unknown = [c for c in requested if c not in known]
     if unknown:
-        raise ValueError(f"--categories: {unknown} are not categories of {dataset!r}; known: {list(known)}")
+        raise ValueError(f"--category: {unknown} are not categories of {dataset!r}; known: {list(known)}")
     return tuple(requested)
 
 
@@ -119,11 +119,11 @@ def build_jobs(*, methods: Sequence[str], datasets: Sequence[str], category_name
     """Every job the flags ask for, sorted by name (the order `split` relies on)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+        raise ValueError(f"--method: unknown {unknown}; choose from {list(METHODS)}")
     if ablations and "rgpkd" not in methods:
-        raise ValueError("--ablations varies RGPKD; add rgpkd to --methods")
+        raise ValueError("--ablations varies RGPKD; add rgpkd to --method")
     if not seeds:
-        raise ValueError("--seeds is empty; give at least one seed, e.g. --seeds=0")
+        raise ValueError("--seed is empty; give at least one seed, e.g. --seed=0")
     variants = {m: [("", ())] for m in methods}
     if ablations:
         variants["rgpkd"] += list(ABLATIONS.items()) + [bank_size_ablation(n) for n in ablation_bank_sizes]
@@ -170,15 +170,6 @@ def status(job: Job, root: str) -> str:
     return "failed" if read_error(job, root) is not None else "pending"
 
 
-def write_json(path: str, obj) -> None:
-    """Writes to a temporary name, then renames: a reader never sees half a file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, path)
-
-
 def spec_conflict(job: Job, root: str) -> str | None:
     """Why the job's workdir belongs to a different spec (other overrides, tiny...), or None."""
     path = os.path.join(job.workdir(root), SPEC_FILE)
@@ -205,16 +196,18 @@ def check_specs(jobs: Iterable[Job], root: str) -> None:
 def claim_workdir(job: Job, root: str) -> str:
     """Creates the job's workdir and records its spec; refuses a workdir holding another spec."""
     check_specs([job], root)
+    os.makedirs(job.workdir(root), exist_ok=True)
     path = os.path.join(job.workdir(root), SPEC_FILE)
     if not os.path.exists(path):
-        write_json(path, job.spec())
+        files.write_json(path, job.spec())
     return job.workdir(root)
 
 
 def record_failure(job: Job, root: str, error: BaseException) -> dict:
     info = {"job": job.name, "type": type(error).__name__, "message": str(error),
             "traceback": "".join(traceback.format_exception(error))}
-    write_json(os.path.join(job.workdir(root), ERROR_FILE), info)
+    os.makedirs(job.workdir(root), exist_ok=True)
+    files.write_json(os.path.join(job.workdir(root), ERROR_FILE), info)
     return info
 
 
@@ -224,10 +217,10 @@ def clear_failure(job: Job, root: str) -> None:
         os.remove(path)
 
 
-def run_jobs(jobs: Iterable[Job], root: str, runner, *, retry_failed: bool = False,
-             log=print) -> dict[str, list[str]]:
+def run_jobs(jobs: Iterable[Job], root: str, runner, *, retry_failed: bool = False) -> dict[str, list[str]]:
     """Runs `runner(job, workdir)` for each job that is neither finished nor (unless `retry_failed`)
-    failed; refuses to start if a job's workdir holds a run with other settings. A failure is written to the job's `error.json` and the next job goes on.
+    failed; refuses to start if a job's workdir holds a run with other settings. A failure is
+    written to the job's `error.json` and the next job goes on. Progress is logged (absl logging).
 
     Returns the names of the jobs by outcome: finished (now), skipped_finished, skipped_failed,
     failed, unfinished (the runner returned without writing the job's result file).
@@ -241,93 +234,55 @@ def run_jobs(jobs: Iterable[Job], root: str, runner, *, retry_failed: bool = Fal
             outcome["skipped_finished"].append(job.name)
             continue
         if state == "failed" and not retry_failed:
-            log(f"[{number}/{len(jobs)}] {job.name}: failed before ({read_error(job, root)['type']}); "
-                "skipped, pass --retry_failed to rerun it")
+            logging.warning("[%d/%d] %s: failed before (%s); skipped, pass --retry_failed to rerun it",
+                            number, len(jobs), job.name, read_error(job, root)["type"])
             outcome["skipped_failed"].append(job.name)
             continue
-        log(f"[{number}/{len(jobs)}] {job.name}: running")
+        logging.info("[%d/%d] %s: running", number, len(jobs), job.name)
         try:
             workdir = claim_workdir(job, root)
             clear_failure(job, root)
             runner(job, workdir)
         except Exception as error:  # a failed job must not stop the others; it is recorded
             info = record_failure(job, root, error)
-            log(f"[{number}/{len(jobs)}] {job.name}: FAILED with {info['type']}: {info['message']}")
+            logging.error("[%d/%d] %s: FAILED with %s: %s", number, len(jobs), job.name, info["type"],
+                          info["message"])
             outcome["failed"].append(job.name)
             continue
         if is_finished(job, root):
             outcome["finished"].append(job.name)
         else:
-            log(f"[{number}/{len(jobs)}] {job.name}: stopped before writing {job.result_file}; rerun to resume")
+            logging.warning("[%d/%d] %s: stopped before writing %s; rerun to resume", number, len(jobs),
+                            job.name, job.result_file)
             outcome["unfinished"].append(job.name)
     return outcome
 
 
 # --- configs ------------------------------------------------------------------------------------
 
-def _parse_value(text: str, current, key: str):
-    """`text` as the type of the field's current value; a clear error otherwise."""
-    if isinstance(current, bool):
-        lowered = text.strip().lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise ValueError(f"--overrides {key}={text}: {key} is a bool; use True or False")
-    if isinstance(current, (int, float)):
-        try:
-            value = type(current)(text)
-        except ValueError:
-            raise ValueError(f"--overrides {key}={text}: {key} is {type(current).__name__}") from None
-        return value
-    if isinstance(current, (tuple, list)):
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise ValueError(f"--overrides {key}={text}: {key} is a {type(current).__name__}; "
-                             f"write it as a python literal, e.g. {current!r}") from None
-        return type(current)(value)
-    return text
+def config_spec(job: Job, config_dir: str) -> str:
+    """`<config_dir>/<method>.py:<dataset>/<category>[,tiny]`, as `--config` takes it."""
+    return f"{os.path.join(config_dir, job.method)}.py:{job.config_arg}"
 
 
-def apply_overrides(config, overrides: Sequence[str]):
-    """Sets each `key.sub=value` on the (locked) config, parsed with the existing field's type."""
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--overrides {item!r}: write key.sub=value, e.g. train.epochs=10")
-        key, text = item.split("=", 1)
-        *parents, leaf = key.strip().split(".")
-        node = config
-        for depth, part in enumerate(parents):
-            if part not in node:
-                raise ValueError(f"--overrides {item!r}: the config has no key "
-                                 f"{'.'.join(parents[:depth + 1])!r}; top-level keys: {sorted(node.keys())}")
-            node = node[part]
-        if not hasattr(node, "keys") or leaf not in node:
-            where = ".".join(parents) or "the config"
-            known = sorted(node.keys()) if hasattr(node, "keys") else []
-            raise ValueError(f"--overrides {item!r}: {where} has no key {leaf!r}; known: {known}")
-        node[leaf] = _parse_value(text, node[leaf], key)
-    return config
+def config_overrides(job: Job, *, data_dir: str = "", manual_dir: str = "") -> list[str]:
+    """The `key=value` overrides that make the config file the job's config: its seed, the data
+    paths, a random teacher for a tiny (smoke) run, then the job's own (variant's and user's)."""
+    overrides = [f"seed={job.seed}"]
+    if data_dir:
+        overrides.append(f"dataset.data_dir={data_dir}")
+    if manual_dir:
+        overrides.append(f"dataset.manual_dir={manual_dir}")
+    if job.tiny:  # a smoke run: a random teacher is allowed, and marked in every table
+        overrides.append("teacher.weights=random")
+    return overrides + list(job.overrides)
 
 
 def load_config(job: Job, config_dir: str, *, data_dir: str = "", manual_dir: str = ""):
-    """`configs/<method>.py`'s config for the job: seed, data paths, tiny teacher, overrides."""
-    path = os.path.join(config_dir, f"{job.method}.py")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"config file {path} not found; pass --config_dir pointing at the configs folder")
-    spec = importlib.util.spec_from_file_location(f"leaderboard_config_{job.method}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(job.config_arg)
-    config.seed = job.seed
-    if data_dir:
-        config.dataset.data_dir = data_dir
-    if manual_dir:
-        config.dataset.manual_dir = manual_dir
-    if job.tiny:  # a smoke run: a random teacher is allowed, and marked in every table
-        config.teacher.weights = "random"
-    apply_overrides(config, job.overrides)
+    """The job's config (`config_spec` + `config_overrides`); a random teacher only when tiny.
+    `config_dir` is relative to the working directory."""
+    config = config_files.load_config(config_spec(job, config_dir),
+                                      config_overrides(job, data_dir=data_dir, manual_dir=manual_dir))
     if not job.tiny and (config.teacher.weights == "random" or config.teacher.fallback_to_random):
         raise ValueError(f"{job.name}: a random teacher is allowed only with --tiny (it scores at chance "
                          "and is never a result); drop the teacher.weights / fallback_to_random override")

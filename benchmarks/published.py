@@ -19,7 +19,7 @@ PIXEL_AUROC = "pixel_auroc"
 PER_IMAGE_AUPRO = "aupro_rd4ad_per_image"
 
 # The sub-means published tables report (RD4AD Table 1, RGPKD README): MVTec AD textures / objects.
-# (Category lists themselves live in the data package: `rgpkd_jax.data.<dataset>.CATEGORIES`.)
+# (Category lists themselves live in the data package: `rgpkd_jax.data.categories(dataset)`.)
 GROUPS = {
     "mvtec_ad": {
         "textures": ("carpet", "grid", "leather", "tile", "wood"),

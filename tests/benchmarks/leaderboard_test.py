@@ -17,11 +17,12 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import aggregate, jobs as jobs_lib, published
+from benchmarks import aggregate, jobs as jobs_lib, published, stats, tables
+from rgpkd_jax import files
 from tests.helpers import REPO
 
 MVTEC = jobs_lib.categories("mvtec_ad")
-METRICS = aggregate.METRIC_NAMES
+METRICS = stats.METRIC_NAMES
 
 
 def write_fake_job(root, method, dataset, category, seed, *, variant="", weights="imagenet", rng):
@@ -34,7 +35,7 @@ def write_fake_job(root, method, dataset, category, seed, *, variant="", weights
             "teacher": {"arch": "resnet18", "weights": weights}, "metrics": metrics}
     if weights == "random":
         data["warning"] = "random teacher"
-    jobs_lib.write_json(os.path.join(workdir, jobs_lib.METRICS_FILE), data)
+    files.write_json(os.path.join(workdir, jobs_lib.METRICS_FILE), data)
     return metrics
 
 
@@ -151,7 +152,7 @@ def test_markdown_shows_mean_std_published_and_marks(fake_board):
     root, board, written = fake_board
     text = open(os.path.join(root, "leaderboard.md")).read()
     table = _markdown_table(text, "mvtec_ad")
-    header_metrics = [c for c in aggregate._result_header("Category")]
+    header_metrics = [c for c in tables.result_header("Category")]
     by_key = {(r[0], r[1]): dict(zip(header_metrics, r)) for r in table}
     for category in MVTEC:
         for method in ("rd4ad", "sk_rd4ad"):
@@ -164,7 +165,7 @@ def test_markdown_shows_mean_std_published_and_marks(fake_board):
     assert "**mean** (3/15 categories)" in [r[0] for r in table]
     assert "**mean/textures**" in [r[0] for r in table]
     synthetic = _markdown_table(text, "synthetic")
-    assert aggregate.RANDOM_TEACHER_MARK in synthetic[0][1]
+    assert tables.RANDOM_TEACHER_MARK in synthetic[0][1]
     assert "RuntimeError" in text and "out of memory" in text and "second line" not in text
     assert "x/y/z/seed0" in text
     assert os.path.getsize(os.path.join(root, "leaderboard_mvtec_ad.png")) > 1000
@@ -229,6 +230,8 @@ def test_job_list_errors_are_clear():
                             ablations=True)
     with pytest.raises(ValueError, match="name the categories"):
         jobs_lib.build_jobs(methods=["rd4ad"], datasets=["no_such_set"], category_names=["all"], seeds=[0])
+    with pytest.raises(ValueError, match="name the categories"):  # a folder's categories are on disk
+        jobs_lib.build_jobs(methods=["rd4ad"], datasets=["folder"], category_names=["all"], seeds=[0])
 
 
 def test_skip_finished_record_failed_and_retry(tmp_path):
@@ -242,9 +245,9 @@ def test_skip_finished_record_failed_and_retry(tmp_path):
         if job.name in broken:
             raise FloatingPointError("loss is nan")
         if job.category != "grid":  # grid stops early (e.g. max_steps_this_run) without a result
-            jobs_lib.write_json(os.path.join(workdir, jobs_lib.METRICS_FILE), {"metrics": {}})
+            files.write_json(os.path.join(workdir, jobs_lib.METRICS_FILE), {"metrics": {}})
 
-    first = jobs_lib.run_jobs(jobs, root, runner, log=lambda _: None)
+    first = jobs_lib.run_jobs(jobs, root, runner)
     assert calls == [j.name for j in jobs]
     assert first["finished"] == ["rd4ad/mvtec_ad/bottle/seed0"]
     assert first["failed"] == ["rd4ad/mvtec_ad/cable/seed0"]
@@ -254,14 +257,14 @@ def test_skip_finished_record_failed_and_retry(tmp_path):
     assert "raise FloatingPointError" in error["traceback"]
 
     calls.clear()
-    second = jobs_lib.run_jobs(jobs, root, runner, log=lambda _: None)
+    second = jobs_lib.run_jobs(jobs, root, runner)
     assert calls == ["rd4ad/mvtec_ad/grid/seed0"]  # finished and failed jobs are skipped
     assert second["skipped_finished"] == ["rd4ad/mvtec_ad/bottle/seed0"]
     assert second["skipped_failed"] == ["rd4ad/mvtec_ad/cable/seed0"]
 
     calls.clear()
     broken.clear()
-    third = jobs_lib.run_jobs(jobs, root, runner, retry_failed=True, log=lambda _: None)
+    third = jobs_lib.run_jobs(jobs, root, runner, retry_failed=True)
     assert calls == ["rd4ad/mvtec_ad/cable/seed0", "rd4ad/mvtec_ad/grid/seed0"]
     assert third["finished"] == ["rd4ad/mvtec_ad/cable/seed0"]
     assert jobs_lib.read_error(jobs[1], root) is None and jobs_lib.status(jobs[1], root) == "finished"
@@ -275,10 +278,10 @@ def test_a_workdir_holding_another_spec_is_refused(tmp_path):
     with pytest.raises(ValueError, match="job.json records a different job"):
         jobs_lib.claim_workdir(other, str(tmp_path))
     # A finished job with other settings is not skipped silently: nothing runs at all.
-    jobs_lib.write_json(os.path.join(job.workdir(str(tmp_path)), jobs_lib.METRICS_FILE), {"metrics": {}})
+    files.write_json(os.path.join(job.workdir(str(tmp_path)), jobs_lib.METRICS_FILE), {"metrics": {}})
     calls = []
     with pytest.raises(ValueError, match="train.epochs=10"):
-        jobs_lib.run_jobs([other], str(tmp_path), lambda job, workdir: calls.append(job), log=lambda _: None)
+        jobs_lib.run_jobs([other], str(tmp_path), lambda job, workdir: calls.append(job))
     assert calls == []
 
 
@@ -303,8 +306,8 @@ def test_overrides_are_typed_by_the_existing_field_and_unknown_keys_fail():
 
 def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
     root, _, _ = fake_board
-    command = [sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--methods=rd4ad,rgpkd",
-               "--categories=bottle,cable", "--seeds=0,1", "--task_index=0", "--num_tasks=3"]
+    command = [sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--method=rd4ad,rgpkd",
+               "--category=bottle,cable", "--seed=0,1", "--task_index=0", "--num_tasks=3"]
     listed = subprocess.run(command + ["--mode=list"], cwd=REPO, capture_output=True, text=True, check=True)
     lines = [line.split() for line in listed.stdout.splitlines()]
     everything = jobs_lib.build_jobs(methods=["rd4ad", "rgpkd"], datasets=["mvtec_ad"],
@@ -316,15 +319,15 @@ def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
     subprocess.run(command[:4] + ["--mode=aggregate", f"--output_dir={out}", "--noplots"], cwd=REPO,
                    capture_output=True, text=True, check=True)
     assert sorted(os.listdir(out)) == ["complexity.csv", "leaderboard.csv", "leaderboard.json", "leaderboard.md"]
-    bad = subprocess.run(command[:4] + ["--mode=list", "--seeds=zero"], cwd=REPO, capture_output=True, text=True)
-    assert bad.returncode != 0 and "--seeds=zero" in bad.stderr
+    bad = subprocess.run(command[:4] + ["--mode=list", "--seed=zero"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--seed=zero" in bad.stderr
 
 
 def test_tiny_end_to_end(tmp_path):
     """The real pipeline: three tiny trainings (random teacher) + complexity, then the tables."""
     root = tmp_path / "tiny"
     done = subprocess.run([sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
-                           "--categories=grid", "--overrides=train.epochs=1"],
+                           "--category=grid", "--config_override=train.epochs=1"],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     board = json.load(open(root / "leaderboard.json"))
@@ -335,7 +338,7 @@ def test_tiny_end_to_end(tmp_path):
         assert row["random_teacher"] and metrics_file["teacher"]["weights"] == "random"
         for metric in METRICS:
             assert row["metrics"][metric]["per_seed"] == {"0": metrics_file["metrics"][metric]}
-    assert aggregate.RANDOM_TEACHER_MARK in open(root / "leaderboard.md").read()
+    assert tables.RANDOM_TEACHER_MARK in open(root / "leaderboard.md").read()
     assert (root / "leaderboard_synthetic.png").stat().st_size > 1000
     complexity = {c["method"]: c for c in board["complexity"]}
     assert sorted(complexity) == ["rd4ad", "rgpkd", "sk_rd4ad"]
@@ -346,16 +349,7 @@ def test_tiny_end_to_end(tmp_path):
         assert record["images_per_s_batch16"] > 0 and record["train_images_per_s"] > 0
         assert record["device"] and record["jax_version"] and record["peak_memory_kind"]
     rerun = subprocess.run([sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
-                            "--categories=grid", "--overrides=train.epochs=1"],
+                            "--category=grid", "--config_override=train.epochs=1"],
                            cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and "6 skipped_finished" in rerun.stdout
 
-
-def test_gflops_count_a_multiply_add_as_two():
-    """XLA's cost analysis, as complexity.py reads it, against the textbook count of a matmul."""
-    import jax
-    import jax.numpy as jnp
-    from benchmarks import complexity
-    a, b = jnp.ones((16, 64, 32)), jnp.ones((32, 48))
-    compiled = jax.jit(lambda a, b: a @ b).lower(a, b).compile()
-    assert complexity._gflops_per_image(compiled, batch_size=16) == pytest.approx(2 * 64 * 32 * 48 / 1e9)

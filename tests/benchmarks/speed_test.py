@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import speed
+from benchmarks import aupro_reference_loop, inputs, speed_report
 from tests.helpers import REPO
 
 TRAIN_ROWS = {"train/rd4ad", "train/rd4ad_fraction_of_peak"}
@@ -23,12 +23,12 @@ OTHER_ROWS = {"infer/batch1", "infer/batch16", "eval/end_to_end",
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("speed")
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", "--tiny", "--peers=none", "--methods=rd4ad",
+        [sys.executable, "-m", "benchmarks.speed", "--tiny", "--peer=none", "--method=rd4ad",
          f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    with open(out / speed.JSON_FILE) as f:
+    with open(out / speed_report.JSON_FILE) as f:
         result = json.load(f)
-    return result, (out / speed.MARKDOWN_FILE).read_text()
+    return result, (out / speed_report.MARKDOWN_FILE).read_text()
 
 
 def test_tiny_run_has_every_row_with_values(tiny_run):
@@ -44,7 +44,7 @@ def test_tiny_run_has_every_row_with_values(tiny_run):
     for name in ("aupro/rd4ad_per_image_vs_threshold_loop", "train/rd4ad_fraction_of_peak"):
         row = rows[name]
         assert row["ratio"] == pytest.approx(row["ours"] / row["peer"]), name
-        assert row["target"] == "{} {:g}".format(*speed.TARGETS[name]) and row["met"] in (True, False)
+        assert row["target"] == "{} {:g}".format(*speed_report.TARGETS[name]) and row["met"] in (True, False)
     assert rows["train/rd4ad"]["ratio"] is None and rows["train/rd4ad"]["met"] is None
     # Our per-image AUPRO and both threshold loops compute the same metric.
     values = result["extra"]["aupro_values"]
@@ -58,7 +58,7 @@ def test_tiny_run_records_load_and_raw_timings(tiny_run):
     assert set(result["load_average_per_section"]) >= {"train/rd4ad", "inference", "aupro"}
     assert all(len(times) == result["setup"]["repeats"]
                for section in result["seconds_per_call"].values() for times in section.values())
-    assert result["peer"]["label"] == "(no peer)" and "--peers=none" in result["peer"]["reason"]
+    assert result["peer"]["label"] == "(no peer)" and "--peer=none" in result["peer"]["reason"]
 
 
 def test_markdown_table_lists_every_row(tiny_run):
@@ -73,15 +73,15 @@ def test_markdown_table_lists_every_row(tiny_run):
 def test_threshold_loop_matches_our_per_image_aupro(label_once):
     """The benchmark's reference is the same metric as ours (else the speed ratio means nothing)."""
     from rgpkd_jax.metrics import aupro
-    maps, masks, _ = speed._test_set(9, 48, seed=3)
-    assert speed.threshold_loop_aupro(maps, masks, label_once=label_once) == pytest.approx(
+    maps, masks, _ = inputs.anomaly_test_set(9, 48, seed=3)
+    assert aupro_reference_loop.threshold_loop_aupro(maps, masks, label_once=label_once) == pytest.approx(
         aupro.aupro_rd4ad_per_image(maps, masks).mean, abs=1e-12)
 
 
 def test_ratio_and_target_semantics():
-    faster = speed.Row("infer/batch16", "images/s", 30.0, 10.0, "peer")
+    faster = speed_report.Row("infer/batch16", "images/s", 30.0, 10.0, "peer")
     assert faster.ratio == 3.0 and faster.met is True and faster.target == ">= 2"
-    heavier = speed.Row("memory/train", "MiB", 1200.0, 1000.0, "peer")
+    heavier = speed_report.Row("memory/train", "MiB", 1200.0, 1000.0, "peer")
     assert heavier.ratio == pytest.approx(1.2) and heavier.met is False
-    alone = speed.Row("train/rd4ad", "images/s", 1.0, None, "(no peer)")
+    alone = speed_report.Row("train/rd4ad", "images/s", 1.0, None, "(no peer)")
     assert alone.ratio is None and alone.met is None

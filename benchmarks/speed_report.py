@@ -1,0 +1,102 @@
+"""The speed benchmark's results: rows with their targets, the row order, and the JSON and Markdown files."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from rgpkd_jax import files
+
+JSON_FILE, MARKDOWN_FILE = "speed.json", "speed.md"
+TARGETS = {  # row -> (comparison, ratio) from the issue; ratio = ours / peer
+    "train/rd4ad": (">=", 1.5), "infer/batch1": (">=", 1.5), "infer/batch16": (">=", 2.0),
+    "aupro/rd4ad_per_image_vs_threshold_loop": (">=", 100.0),
+    "memory/train": ("<=", 1.0), "train/rd4ad_fraction_of_peak": (">=", 0.5),
+}
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    unit: str
+    ours: float | None
+    peer: float | None
+    peer_label: str
+    note: str = ""
+    # The ratio ours / peer if our computation ran at the best matmul rate sampled in its rounds:
+    # the peer's time over (our XLA flop count / peak). A target above it cannot be met here.
+    ceiling: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ours is None or not self.peer:
+            return None
+        return self.ours / self.peer
+
+    @property
+    def target(self) -> str | None:
+        if self.name not in TARGETS:
+            return None
+        comparison, value = TARGETS[self.name]
+        return f"{comparison} {value:g}"
+
+    @property
+    def met(self) -> bool | None:
+        if self.name not in TARGETS or self.ratio is None:
+            return None
+        comparison, value = TARGETS[self.name]
+        return self.ratio >= value if comparison == ">=" else self.ratio <= value
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "ratio": self.ratio, "target": self.target, "met": self.met}
+
+
+# The order of the tables; rows not listed go last.
+ROW_ORDER = ("train/rd4ad", "train/sk_rd4ad", "train/rgpkd", "train/rd4ad_fraction_of_peak", "infer/batch1",
+             "infer/batch16", "eval/end_to_end", "aupro/rd4ad_per_image_vs_threshold_loop",
+             "aupro/rd4ad_per_image_vs_loop_labelled_once", "aupro/official_vs_threshold_loop",
+             "aupro/official_vs_anomalib", "memory/train", "memory/train_process", "memory/infer",
+             "memory/infer_process")
+
+
+def sorted_rows(rows: list[Row]) -> list[Row]:
+    order = {name: i for i, name in enumerate(ROW_ORDER)}
+    return sorted(rows, key=lambda r: order.get(r.name, len(order)))
+
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def to_markdown(result: dict) -> str:
+    lines = [f"# `python -m benchmarks.speed` ({result['setup_name']})", "",
+             f"{result['device']}; jax {result['versions']['jax']}; peer: {result['peer']['label']}"
+             + (f" ({result['peer']['reason']})" if result['peer']['reason'] else ""),
+             f"medians of {result['setup']['repeats']} interleaved rounds after "
+             f"{result['setup']['warmup']} warm-up; load average at start {result['load_average_start']}",
+             "", "| row | unit | ours | peer | peer is | ours / peer | target | met | ceiling | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        met = {True: "yes", False: "**no**", None: ""}[row["met"]]
+        lines.append(f"| {row['name']} | {row['unit']} | {_fmt(row['ours'])} | {_fmt(row['peer'])} | "
+                     f"{row['peer_label']} | {_fmt(row['ratio'])} | {row['target'] or ''} | {met} | "
+                     f"{_fmt(row['ceiling']) if row['ceiling'] else ''} | {row['note']} |")
+    lines += ["", "ceiling: ours / peer if our computation ran at the best fp32 matmul rate sampled in "
+              "the same rounds (XLA's flop count / that rate, against the peer's time); a target above "
+              "it cannot be met on this machine."]
+    if result["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(result["skipped"])]
+    return "\n".join(lines) + "\n"
+
+
+
+def write(result: dict, output_dir: str) -> str:
+    """Writes `speed.json` and `speed.md` into `output_dir` (created); returns the Markdown."""
+    os.makedirs(output_dir, exist_ok=True)
+    files.write_json(os.path.join(output_dir, JSON_FILE), result)
+    markdown = to_markdown(result)
+    files.write_text(os.path.join(output_dir, MARKDOWN_FILE), markdown)
+    return markdown
