@@ -23,7 +23,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import harness, inputs, memory, timing
-from rgpkd_jax import files
+from rgpkd_jax import cli, files
 
 INFERENCE_BATCH_SIZES = (1, 16)
 FLOPS_BATCH_SIZE = 16
@@ -102,4 +102,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

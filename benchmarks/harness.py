@@ -38,8 +38,8 @@ class TrainStep:
     def __init__(self, model, config, images: np.ndarray):
         import optax
 
-        from rgpkd_jax import train
-        graphdef, self.state = train.split_train_state(
+        from rgpkd_jax import checkpointing, train
+        graphdef, self.state = checkpointing.split_train_state(
             model, config.train, optax.constant_schedule(config.train.learning_rate))
         self.step = train.make_train_step(graphdef)
         self.batch = {"image": jax.device_put(images),
