@@ -30,10 +30,18 @@ def peak_rss_mib() -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def peak_memory() -> tuple[int, str]:
-    """(bytes, kind): the device's `peak_bytes_in_use` where reported (GPU/TPU), else the
-    process's peak RSS (CPU; includes the Python and JAX runtime)."""
+def device_peak_mib() -> tuple[float, str] | None:
+    """The first device's peak allocation (MiB) where it reports one (GPU/TPU), else None."""
     stats = jax.devices()[0].memory_stats() or {}
-    if "peak_bytes_in_use" in stats:
-        return int(stats["peak_bytes_in_use"]), "device peak_bytes_in_use"
+    if "peak_bytes_in_use" not in stats:
+        return None
+    return stats["peak_bytes_in_use"] / 2**20, "jax memory_stats peak_bytes_in_use"
+
+
+def peak_memory() -> tuple[int, str]:
+    """(bytes, kind): the device's peak allocation where reported (GPU/TPU), else the process's
+    peak RSS (CPU; includes the Python and JAX runtime)."""
+    device = device_peak_mib()
+    if device is not None:
+        return int(device[0] * 2**20), "device peak_bytes_in_use"
     return int(peak_rss_mib() * 2**20), "process peak RSS (CPU)"

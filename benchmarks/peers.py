@@ -13,7 +13,8 @@ What runs is what anomalib's Lightning module runs, minus the framework around i
 * metrics: anomalib's AUROC (image and pixel) and AUPRO (fpr_limit 0.3) metric classes.
 
 The backbone is built with `pre_trained=False` (random weights, no download): timings do not
-depend on the weights.
+depend on the weights. The peer runs on the device ours runs on: CUDA when jax's default backend
+is a GPU (and torch sees one), else the CPU.
 """
 
 from __future__ import annotations
@@ -33,16 +34,28 @@ def missing_packages() -> list[str]:
     return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
 
 
+def torch_device() -> str:
+    """'cuda' when our side runs on a GPU (jax's default backend) and torch sees one, else 'cpu'."""
+    import jax
+    import torch
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
 def version_info() -> dict[str, str]:
     import anomalib
     import torch
-    return {"anomalib": anomalib.__version__, "torch": torch.__version__,
-            "torch_num_threads": str(torch.get_num_threads())}
+    device = torch_device()
+    return {"anomalib": anomalib.__version__, "torch": torch.__version__, "torch_device": device,
+            **({"torch_gpu": torch.cuda.get_device_name()} if device == "cuda" else
+               {"torch_num_threads": str(torch.get_num_threads())})}
 
 
-def _to_nchw(images_nhwc: np.ndarray):
+def peak_memory_mib() -> tuple[float, str] | None:
+    """The peer's peak device memory (MiB) on CUDA, or None on the CPU (use the process RSS)."""
     import torch
-    return torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2)))
+    if torch_device() != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated"
 
 
 class ReverseDistillationPeer:
@@ -50,6 +63,7 @@ class ReverseDistillationPeer:
 
     def __init__(self, arch: str, image_size: int, seed: int = 0):
         import torch
+        self.device = torch_device()
         from anomalib.models.image.reverse_distillation.anomaly_map import AnomalyMapGenerationMode
         from anomalib.models.image.reverse_distillation.loss import ReverseDistillationLoss
         from anomalib.models.image.reverse_distillation.torch_model import ReverseDistillationModel
@@ -59,15 +73,17 @@ class ReverseDistillationPeer:
             backbone=arch, input_size=(image_size, image_size),
             layers=["layer1", "layer2", "layer3"],
             anomaly_map_mode=AnomalyMapGenerationMode.ADD,  # what its Lightning module sets
-            pre_trained=False)
+            pre_trained=False).to(self.device)
         self.loss = ReverseDistillationLoss()
         self.optimizer = torch.optim.Adam(
             params=list(self.model.decoder.parameters()) + list(self.model.bottleneck.parameters()),
             lr=0.005, betas=(0.5, 0.99))
 
     def prepare(self, images_nhwc: np.ndarray):
-        """The batch as the peer consumes it (NCHW torch tensor), made outside the timed region."""
-        return _to_nchw(images_nhwc)
+        """The batch as the peer consumes it (NCHW torch tensor on its device), made outside the
+        timed region."""
+        import torch
+        return torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))).to(self.device)
 
     def train_step(self, images) -> float:
         self.model.train()
@@ -82,7 +98,7 @@ class ReverseDistillationPeer:
         self.model.eval()
         with torch.inference_mode():
             out = self.model(images)
-        return out.anomaly_map[:, 0].numpy(), out.pred_score.reshape(-1).numpy()
+        return out.anomaly_map[:, 0].cpu().numpy(), out.pred_score.reshape(-1).cpu().numpy()
 
     def evaluate(self, images_nhwc: np.ndarray, masks: np.ndarray, labels: np.ndarray,
                  batch_size: int) -> dict[str, float]:

@@ -21,7 +21,11 @@ Rows (images/s unless said otherwise):
                           RD4AD's code computes it (REFERENCE_SPEC §2.6; regions relabelled at every
                           threshold), the same loop labelling once per image, and anomalib's AUPRO;
   memory/*                peak resident memory (MiB), beyond the process's RSS once its libraries
-                          are imported, and of the whole process.
+                          are imported, and of the whole process; on an accelerator also the
+                          device's own peak allocation (memory/*_device);
+  variant/*               (--section=variants) RD4AD train step and batch-16 inference for each
+                          model.conv_impl (xla: plain lax/nnx ops; cpu: the XLA:CPU rewrites) and
+                          model.compute_dtype (float32, bfloat16), interleaved with the peer.
 Train and inference rows also carry a `ceiling`: the ratio ours / peer if our computation ran at
 the best matmul rate sampled in the same rounds; a target above it cannot be met on this machine.
 Writes `speed.json` and `speed.md` into --output_dir. `--profile_dir` also writes a jax profiler
@@ -44,7 +48,10 @@ from benchmarks import aupro_reference_loop, harness, inputs, speed_memory, spee
 from benchmarks.speed_report import Row
 from benchmarks.speed_setup import FULL, METHODS, PEERS, Setup, load_config, load_peer, setup_for
 
-SECTIONS = ("train", "inference", "evaluation", "aupro", "memory")
+SECTIONS = ("train", "inference", "evaluation", "aupro", "memory", "variants")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # variants: ask for it (on a CPU its bfloat16 rows take long)
+# (model.conv_impl, model.compute_dtype) pairs of the variants section.
+VARIANTS = (("xla", "float32"), ("cpu", "float32"), ("xla", "bfloat16"), ("cpu", "bfloat16"))
 
 
 class Run:
@@ -63,8 +70,8 @@ class Run:
         self.extra: dict[str, object] = {}
         self.start, self.budget_s = time.perf_counter(), budget_s
 
-    def config(self, method: str):
-        return load_config(method, self.setup, self.config_dir)
+    def config(self, method: str, overrides: tuple[str, ...] = ()):
+        return load_config(method, self.setup, self.config_dir, overrides)
 
     def section(self, name: str, fn: Callable[[], None]) -> None:
         elapsed = time.perf_counter() - self.start
@@ -217,6 +224,32 @@ def aupro_section(run: Run) -> None:
                             note=f"ours {values['official']:.4f}, anomalib {values['anomalib']:.4f}"))
 
 
+def variants_section(run: Run) -> None:
+    """Our RD4AD per (conv_impl, compute_dtype): train step and inference at the largest batch."""
+    setup = run.setup
+    train_images = inputs.random_images(setup.train_batch, setup.image_size)
+    batch = max(setup.infer_batches)
+    infer_images = inputs.random_images(batch, setup.image_size, seed=batch)
+    train_cases, infer_cases = {}, {}
+    for impl, dtype in VARIANTS:
+        config = run.config("rd4ad", (f"model.conv_impl={impl}", f"model.compute_dtype={dtype}"))
+        train_cases[f"{impl},{dtype}"] = harness.TrainStep(harness.build(config), config, train_images)
+        infer = harness.Inference(harness.build(config), config)
+        infer_cases[f"{impl},{dtype}"] = lambda infer=infer: infer(infer_images)
+    if run.peer:
+        peer = run.peer.ReverseDistillationPeer(setup.arch, setup.image_size)
+        train_batch, infer_batch = peer.prepare(train_images), peer.prepare(infer_images)
+        train_cases["peer"] = lambda: peer.train_step(train_batch)
+        infer_cases["peer"] = lambda: peer.maps_and_scores(infer_batch)
+    for task, cases, n in (("train", train_cases, setup.train_batch), ("infer", infer_cases, batch)):
+        times = run.timed(f"variant/{task}", cases)
+        for impl, dtype in VARIANTS:
+            run.rows.append(Row(f"variant/{task}[{impl},{dtype}]", "images/s",
+                                timing.rate(n, times[f"{impl},{dtype}"]),
+                                timing.rate(n, times["peer"]) if run.peer else None, run.peer_label,
+                                note=f"RD4AD {task}, batch {n}; peer in float32"))
+
+
 def write_profile(setup: Setup, config_dir: str, profile_dir: str, steps: int = 3) -> None:
     """A jax profiler trace of `steps` of our RD4AD train steps (compiled before the trace)."""
     config = load_config("rd4ad", setup, config_dir)
@@ -235,7 +268,7 @@ def check_choices(sections, methods) -> None:
             raise ValueError(f"{flag}: unknown {sorted(set(given) - set(known))}; choose from {known}")
 
 
-def benchmark(setup: Setup, *, sections=SECTIONS, methods=METHODS, peer: str = "anomalib",
+def benchmark(setup: Setup, *, sections=DEFAULT_SECTIONS, methods=METHODS, peer: str = "anomalib",
               budget_s: float = 600.0, config_dir: str = "configs", command: str = "") -> dict:
     """Runs the asked sections (most important first, so a tight budget drops the ours-only rows)
     and returns the result that `speed_report.write` writes."""
@@ -247,6 +280,7 @@ def benchmark(setup: Setup, *, sections=SECTIONS, methods=METHODS, peer: str = "
             ("aupro", "aupro", lambda: aupro_section(run)),
             ("evaluation", "evaluation", lambda: evaluation_section(run)),
             ("memory", "memory", lambda: speed_memory.memory_section(run)),
+            ("variants", "variants", lambda: variants_section(run)),
             ("train/sk_rd4ad", "train", lambda: train_section(run, "sk_rd4ad")),
             ("train/rgpkd", "train", lambda: train_section(run, "rgpkd"))]
     for name, kind, fn in plan:
@@ -278,7 +312,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("aupro_images", None, "test images of the AU-PRO comparison")
     flags.DEFINE_list("method", list(METHODS), "our methods whose train step is timed "
                       "(RD4AD is also the one every other section uses)")
-    flags.DEFINE_list("section", list(SECTIONS), f"what to measure, any of {SECTIONS}")
+    flags.DEFINE_list("section", list(DEFAULT_SECTIONS), f"what to measure, any of {SECTIONS}")
     flags.DEFINE_string("config_dir", "configs", "folder of <method>.py configs (relative to the working directory)")
     flags.DEFINE_string("output_dir", os.path.join("benchmarks", "results"),
                         f"where {speed_report.JSON_FILE} and {speed_report.MARKDOWN_FILE} are written "

@@ -1,9 +1,11 @@
-"""The speed benchmark's memory rows: peak resident memory of one task, in a fresh process each.
+"""The speed benchmark's memory rows: peak memory of one task, in a fresh process each.
 
     python -m benchmarks.speed_memory --probe=train:ours [--tiny] [--peer=none]   # prints one JSON line
 
 `benchmarks.speed` starts this once per (task, implementation), interleaved ours, peer, ours, peer,
-so each peak is that task's alone. The baseline is the process's RSS once its libraries are imported.
+so each peak is that task's alone. On the CPU it is the peak resident memory beyond the process's
+RSS once its libraries are imported; on an accelerator, the device's own count of the task's
+peak allocation (jax `memory_stats()["peak_bytes_in_use"]`, torch `max_memory_allocated`).
 """
 
 from __future__ import annotations
@@ -48,8 +50,12 @@ def probe(task: str, impl: str, setup: speed_setup.Setup, *, peer: str = "anomal
     for _ in range(2):
         timing.block(call())
     peak = memory.peak_rss_mib()
-    return {"task": task, "impl": impl, "after_imports_mib": round(after_imports, 1),
-            "peak_mib": round(peak, 1), "beyond_imports_mib": round(peak - after_imports, 1)}
+    result = {"task": task, "impl": impl, "after_imports_mib": round(after_imports, 1),
+              "peak_mib": round(peak, 1), "beyond_imports_mib": round(peak - after_imports, 1)}
+    device_peak = peer_module.peak_memory_mib() if impl == "peer" else memory.device_peak_mib()
+    if device_peak is not None:
+        result["device_peak_mib"], result["device_peak_source"] = round(device_peak[0], 1), device_peak[1]
+    return result
 
 
 def probe_in_subprocess(task: str, impl: str, setup: speed_setup.Setup, *, peer: str, config_dir: str) -> dict:
@@ -74,6 +80,11 @@ def memory_section(run) -> None:
         ours, peer = results[task, "ours"], results.get((task, "peer"))
         what = (f"train step, batch {run.setup.train_batch}" if task == "train"
                 else f"inference, batch {max(run.setup.infer_batches)}")
+        if "device_peak_mib" in ours:
+            run.rows.append(Row(f"memory/{task}_device", "MiB", ours["device_peak_mib"],
+                                peer.get("device_peak_mib") if peer else None, run.peer_label,
+                                note=f"{what}; peak device memory: ours {ours['device_peak_source']}, "
+                                     f"peer {peer.get('device_peak_source') if peer else '-'}"))
         run.rows.append(Row(f"memory/{task}", "MiB", ours["beyond_imports_mib"],
                             peer["beyond_imports_mib"] if peer else None, run.peer_label,
                             note=f"{what}; peak RSS minus RSS after imports"))

@@ -36,14 +36,15 @@ def setup_for(tiny: bool, **replacements: int | None) -> Setup:
     return dataclasses.replace(TINY if tiny else FULL, **{k: v for k, v in replacements.items() if v is not None})
 
 
-def load_config(method: str, setup: Setup, config_dir: str = "configs"):
-    """`<config_dir>/<method>.py` at the benchmark's size, with a random teacher (timing only)."""
+def load_config(method: str, setup: Setup, config_dir: str = "configs", extra_overrides: tuple[str, ...] = ()):
+    """`<config_dir>/<method>.py` at the benchmark's size, with a random teacher (timing only),
+    then `extra_overrides` (`key=value`)."""
     overrides = ["teacher.weights=random", f"dataset.image_size={setup.image_size}",
                  f"train.batch_size={setup.train_batch}", f"eval.batch_size={setup.eval_batch}"]
     if method != "rgpkd":
         overrides.append(f"teacher.arch={setup.arch}")
     spec = f"{os.path.join(config_dir, method)}.py:synthetic/speed{',tiny' if setup.name == 'tiny' else ''}"
-    return config_files.load_config(spec, overrides)
+    return config_files.load_config(spec, [*overrides, *extra_overrides])
 
 
 def load_peer(name: str):

@@ -10,13 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import aupro_reference_loop, inputs, speed_report
+from benchmarks import aupro_reference_loop, inputs, speed, speed_report
 from tests.helpers import REPO
 
 TRAIN_ROWS = {"train/rd4ad", "train/rd4ad_fraction_of_peak"}
 OTHER_ROWS = {"infer/batch1", "infer/batch16", "eval/end_to_end",
               "aupro/rd4ad_per_image_vs_threshold_loop", "aupro/rd4ad_per_image_vs_loop_labelled_once",
               "aupro/official_vs_threshold_loop", "memory/train", "memory/train_process", "memory/infer", "memory/infer_process"}
+VARIANT_ROWS = {f"variant/{task}[{impl},{dtype}]" for task in ("train", "infer") for impl, dtype in speed.VARIANTS}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("speed")
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.speed", "--tiny", "--peer=none", "--method=rd4ad",
-         f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+         f"--section={','.join(speed.SECTIONS)}", f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     with open(out / speed_report.JSON_FILE) as f:
         result = json.load(f)
@@ -34,7 +35,7 @@ def tiny_run(tmp_path_factory):
 def test_tiny_run_has_every_row_with_values(tiny_run):
     result, _ = tiny_run
     rows = {row["name"]: row for row in result["rows"]}
-    assert set(rows) == TRAIN_ROWS | OTHER_ROWS
+    assert set(rows) == TRAIN_ROWS | OTHER_ROWS | VARIANT_ROWS
     assert not result["skipped"]
     for name, row in rows.items():
         assert row["ours"] is not None and np.isfinite(row["ours"]) and row["ours"] > 0, name
