@@ -57,8 +57,9 @@ VARIANTS = (("xla", "float32"), ("cpu", "float32"), ("xla", "bfloat16"), ("cpu",
 class Run:
     """Collects rows, raw timings, load averages and skipped sections of one benchmark run."""
 
-    def __init__(self, setup: Setup, peer_name: str, *, budget_s: float, config_dir: str):
-        self.setup, self.peer_name, self.config_dir = setup, peer_name, config_dir
+    def __init__(self, setup: Setup, peer_name: str, *, budget_s: float, config_dir: str,
+                 variants: tuple[tuple[str, str], ...] = VARIANTS):
+        self.setup, self.peer_name, self.config_dir, self.variants = setup, peer_name, config_dir, variants
         self.peer, self.peer_reason = load_peer(peer_name)
         if self.peer_reason and peer_name != "none":
             logging.warning("%s", self.peer_reason)
@@ -231,7 +232,7 @@ def variants_section(run: Run) -> None:
     batch = max(setup.infer_batches)
     infer_images = inputs.random_images(batch, setup.image_size, seed=batch)
     train_cases, infer_cases = {}, {}
-    for impl, dtype in VARIANTS:
+    for impl, dtype in run.variants:
         config = run.config("rd4ad", (f"model.conv_impl={impl}", f"model.compute_dtype={dtype}"))
         train_cases[f"{impl},{dtype}"] = harness.TrainStep(harness.build(config), config, train_images)
         infer = harness.Inference(harness.build(config), config)
@@ -243,7 +244,7 @@ def variants_section(run: Run) -> None:
         infer_cases["peer"] = lambda: peer.maps_and_scores(infer_batch)
     for task, cases, n in (("train", train_cases, setup.train_batch), ("infer", infer_cases, batch)):
         times = run.timed(f"variant/{task}", cases)
-        for impl, dtype in VARIANTS:
+        for impl, dtype in run.variants:
             run.rows.append(Row(f"variant/{task}[{impl},{dtype}]", "images/s",
                                 timing.rate(n, times[f"{impl},{dtype}"]),
                                 timing.rate(n, times["peer"]) if run.peer else None, run.peer_label,
@@ -262,18 +263,25 @@ def write_profile(setup: Setup, config_dir: str, profile_dir: str, steps: int = 
     logging.info("profiler trace written to %s", profile_dir)
 
 
-def check_choices(sections, methods) -> None:
-    for flag, given, known in (("--section", sections, SECTIONS), ("--method", methods, METHODS)):
+def check_choices(sections, methods, variants=VARIANTS) -> None:
+    for flag, given, known in (("--section", sections, SECTIONS), ("--method", methods, METHODS),
+                               ("--variant", variants, VARIANTS)):
         if set(given) - set(known):
             raise ValueError(f"{flag}: unknown {sorted(set(given) - set(known))}; choose from {known}")
 
 
+def parse_variants(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """`["xla:float32", ...]` -> (("xla", "float32"), ...)."""
+    return tuple(tuple(item.split(":", 1)) if ":" in item else (item, "") for item in items)
+
+
 def benchmark(setup: Setup, *, sections=DEFAULT_SECTIONS, methods=METHODS, peer: str = "anomalib",
-              budget_s: float = 600.0, config_dir: str = "configs", command: str = "") -> dict:
+              budget_s: float = 600.0, config_dir: str = "configs", command: str = "",
+              variants: tuple[tuple[str, str], ...] = VARIANTS) -> dict:
     """Runs the asked sections (most important first, so a tight budget drops the ours-only rows)
     and returns the result that `speed_report.write` writes."""
-    check_choices(sections, methods)
-    run = Run(setup, peer, budget_s=budget_s, config_dir=config_dir)
+    check_choices(sections, methods, variants)
+    run = Run(setup, peer, budget_s=budget_s, config_dir=config_dir, variants=variants)
     load_start = timing.load_average()
     plan = [("train/rd4ad", "train", lambda: train_section(run, "rd4ad")),
             ("inference", "inference", lambda: inference_section(run)),
@@ -313,6 +321,8 @@ def define_flags() -> None:
     flags.DEFINE_list("method", list(METHODS), "our methods whose train step is timed "
                       "(RD4AD is also the one every other section uses)")
     flags.DEFINE_list("section", list(DEFAULT_SECTIONS), f"what to measure, any of {SECTIONS}")
+    flags.DEFINE_list("variant", [f"{impl}:{dtype}" for impl, dtype in VARIANTS],
+                      "conv_impl:compute_dtype pairs of the variants section")
     flags.DEFINE_string("config_dir", "configs", "folder of <method>.py configs (relative to the working directory)")
     flags.DEFINE_string("output_dir", os.path.join("benchmarks", "results"),
                         f"where {speed_report.JSON_FILE} and {speed_report.MARKDOWN_FILE} are written "
@@ -328,11 +338,13 @@ def main(argv) -> None:
     f = flags.FLAGS
     setup = setup_for(f.tiny, warmup=f.warmup, repeats=f.repeats, eval_images=f.eval_images,
                       aupro_images=f.aupro_images)
+    variants = parse_variants(f.variant)
     try:
-        check_choices(f.section, f.method)
+        check_choices(f.section, f.method, variants)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     result = benchmark(setup, sections=f.section, methods=f.method, peer=f.peer, budget_s=f.budget_s,
+                       variants=variants,
                        config_dir=f.config_dir, command=" ".join(["python -m benchmarks.speed"] + sys.argv[1:]))
     print(speed_report.write(result, f.output_dir), flush=True)
     if f.profile_dir:

@@ -1,0 +1,150 @@
+"""The accelerator check's steps and report (`bash benchmarks/device_check.sh` runs this).
+
+    python -m benchmarks.device_check --output_dir=DIR [--dry_run]
+
+Each step is a subprocess with its own time limit, so one that hangs or fails is recorded and the
+next one still runs; the report gathers the environment, every step's outcome and the speed rows
+into `device_check.json` and `device_check.md`. With --dry_run every step runs at the benchmark's
+tiny size (tests only collected): a structure check that CI runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from rgpkd_jax import files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JSON_FILE, MARKDOWN_FILE = "device_check.json", "device_check.md"
+# Tests whose outcome depends on the backend: conv implementations, bfloat16 numerics, models.
+GPU_TESTS = ("tests/models/conv_ops_test.py", "tests/models/compute_dtype_test.py", "tests/models/rd4ad_test.py")
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "torch", "torchvision", "anomalib")
+
+
+@dataclasses.dataclass
+class Step:
+    name: str
+    command: list[str]
+    timeout_s: int
+    speed_dir: str = ""   # where a speed step writes its JSON (read into the report)
+
+
+def plan(output_dir: str, dry_run: bool) -> list[Step]:
+    """The steps, most important first (a GPU lease may end before the last one)."""
+    python = sys.executable
+    size = ["--tiny"] if dry_run else []
+
+    def speed(name: str, sections: str, extra: list[str], timeout_s: int) -> Step:
+        folder = os.path.join(output_dir, name)
+        return Step(name, [python, "-m", "benchmarks.speed", *size, "--method=rd4ad", f"--section={sections}",
+                           f"--output_dir={folder}", "--budget_s=1e9", *extra], timeout_s, folder)
+
+    tests = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *GPU_TESTS,
+             f"--junitxml={os.path.join(output_dir, 'tests.xml')}"]
+    return [
+        speed("speed_xla", "variants", ["--variant=xla:float32,xla:bfloat16"], 170),
+        Step("tests", tests + (["--collect-only"] if dry_run else []), 100),
+        speed("speed_cpu_rewrites", "variants", ["--variant=cpu:float32,cpu:bfloat16"], 110),
+        speed("speed_memory", "memory", [], 90),
+    ]
+
+
+def run_step(step: Step, log_dir: str) -> dict:
+    start = time.perf_counter()
+    log_path = os.path.join(log_dir, f"{step.name}.log")
+    with open(log_path, "w") as log:
+        try:
+            rc = subprocess.run(step.command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                timeout=step.timeout_s).returncode
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            rc, timed_out = None, True
+    return {"name": step.name, "command": " ".join(step.command), "rc": rc, "timed_out": timed_out,
+            "seconds": round(time.perf_counter() - start, 1), "log": os.path.basename(log_path)}
+
+
+def environment() -> dict:
+    import jax
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        gpu = ""
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "backend": jax.default_backend(), "devices": [d.device_kind for d in jax.devices()],
+            "nvidia_smi": gpu, "python": sys.version.split()[0], "versions": versions}
+
+
+def _speed_rows(step: Step) -> list[dict]:
+    path = os.path.join(step.speed_dir, "speed.json")
+    if not step.speed_dir or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        result = json.load(f)
+    return [{**row, "step": step.name, "peer_device": result["versions"].get("torch_device")}
+            for row in result["rows"]]
+
+
+def _fmt(x) -> str:
+    return "—" if x is None else (f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}")
+
+
+def to_markdown(report: dict) -> str:
+    env = report["environment"]
+    lines = [f"# Accelerator check ({'dry run, ' if report['dry_run'] else ''}{env['date']})", "",
+             f"Backend `{env['backend']}`, devices {env['devices']}, {env['nvidia_smi'] or 'no nvidia-smi'}; "
+             f"python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v), "",
+             "| step | exit | seconds |", "|---|---|---|"]
+    lines += [f"| {s['name']} | {'timed out' if s['timed_out'] else s['rc']} | {s['seconds']} |"
+              for s in report["steps"]]
+    lines += ["", "| row | ours | peer | ours / peer | unit | note |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['name']} | {_fmt(r['ours'])} | {_fmt(r['peer'])} | {_fmt(r['ratio'])} | {r['unit']} | "
+              f"{r['note']} |" for r in report["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def check(output_dir: str, *, dry_run: bool) -> dict:
+    os.makedirs(output_dir, exist_ok=True)
+    steps = plan(output_dir, dry_run)
+    outcomes = [run_step(step, output_dir) for step in steps]
+    report = {"dry_run": dry_run, "environment": environment(), "steps": outcomes,
+              "rows": [row for step in steps for row in _speed_rows(step)]}
+    files.write_json(os.path.join(output_dir, JSON_FILE), report)
+    files.write_text(os.path.join(output_dir, MARKDOWN_FILE), to_markdown(report))
+    return report
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("output_dir", os.path.join("benchmarks", "results", "device_check"),
+                        "where the report and each step's log go (relative to the working directory)")
+    flags.DEFINE_bool("dry_run", False, "every step at the tiny size, tests only collected (structure check)")
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    report = check(os.path.abspath(flags.FLAGS.output_dir), dry_run=flags.FLAGS.dry_run)
+    print(to_markdown(report), flush=True)
+    failed = [s["name"] for s in report["steps"] if s["rc"] != 0]
+    if failed:
+        sys.exit(f"device check: step(s) failed or timed out: {', '.join(failed)} (logs in {flags.FLAGS.output_dir})")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The accelerator check: one command, at most ~8 minutes on one GPU, that runs what only an
+# accelerator can tell us and writes JSON + Markdown under a folder it prints.
+#
+#   bash benchmarks/device_check.sh [--dry-run] [OUTPUT_DIR]
+#
+# Steps (each bounded in time; a failed step is recorded and the next one still runs):
+#   1. packages: the machine's own Python is used as it is; wheels carried in .whl/ are installed
+#      (into a private folder) only for distributions it lacks, never over its own;
+#   2. the GPU-relevant tests (conv_impl xla/cpu equality, bfloat16 numerics, model tests);
+#   3. the speed benchmark's variants section: RD4AD-WRN50, 256 px, batch 16, train and inference,
+#      conv_impl xla and cpu x float32 and bfloat16, against anomalib's ReverseDistillation on the
+#      same GPU (xla first: if time runs out, the defaults are measured);
+#   4. its memory section (device peak allocations, ours and anomalib's);
+#   5. one report: device_check.json + device_check.md.
+# --dry-run: the same steps at the benchmark's tiny size on whatever backend is here (CI runs it on
+# the CPU to check the structure; tests/benchmarks/device_check_test.py), no wheels installed.
+# OUTPUT_DIR defaults to $OUT/device_check where $OUT is set, else benchmarks/results/device_check.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+dry_run=0
+if [ "${1:-}" = "--dry-run" ]; then dry_run=1; shift; fi
+out_dir=${1:-${OUT:+$OUT/device_check}}
+out_dir=${out_dir:-benchmarks/results/device_check}
+mkdir -p "$out_dir"
+out_dir=$(cd "$out_dir" && pwd)
+python=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+if [ "$dry_run" = 0 ] && [ -d .whl ]; then
+  # Wheels whose distribution the machine lacks (by name): installed into /tmp/site, first on the path.
+  missing=$("$python" - .whl <<'EOF'
+import importlib.metadata, pathlib, sys
+for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
+    name = wheel.name.split("-")[0]
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        print(wheel)
+EOF
+)
+  if [ -n "$missing" ]; then
+    echo "[device_check] installing carried wheels: $(echo $missing | tr '\n' ' ')"
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $missing \
+      && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+  fi
+fi
+
+args=(--output_dir="$out_dir")
+if [ "$dry_run" = 1 ]; then args+=(--dry_run); fi
+"$python" -m benchmarks.device_check "${args[@]}"
+rc=$?
+echo "[device_check] results in $out_dir"
+exit $rc

@@ -1,0 +1,33 @@
+"""`bash benchmarks/device_check.sh --dry-run`: the accelerator check's structure, on this CPU.
+
+The real check runs on a GPU (benchmarks/NOTES.md has its table); here every step runs at the
+tiny size, so a broken step, flag or report is found before a GPU lease is spent on it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from benchmarks import device_check, speed
+from tests.helpers import REPO
+
+
+def test_dry_run_runs_every_step_and_reports_every_row(tmp_path):
+    done = subprocess.run(["bash", "benchmarks/device_check.sh", "--dry-run", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"results in {tmp_path}" in done.stdout
+    report = json.loads((tmp_path / device_check.JSON_FILE).read_text())
+    assert report["dry_run"] is True
+    assert [s["name"] for s in report["steps"]] == [s.name for s in device_check.plan(str(tmp_path), True)]
+    for step in report["steps"]:
+        assert step["rc"] == 0 and not step["timed_out"], (step, (tmp_path / step["log"]).read_text()[-2000:])
+    rows = {row["name"] for row in report["rows"]}
+    assert {f"variant/{task}[{impl},{dtype}]" for task in ("train", "infer")
+            for impl, dtype in speed.VARIANTS} <= rows
+    assert {"memory/train", "memory/infer"} <= rows
+    collected = (tmp_path / "tests.log").read_text()
+    assert all(path in collected for path in device_check.GPU_TESTS)
+    markdown = (tmp_path / device_check.MARKDOWN_FILE).read_text()
+    assert "| speed_xla | 0 |" in markdown and "variant/train[xla,float32]" in markdown
