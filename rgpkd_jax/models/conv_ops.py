@@ -11,7 +11,7 @@ Two implementations with the same parameters, state and values (`config.model.co
   small ones.
 
 ``"auto"`` (the default) is ``"cpu"`` when JAX's default backend is the CPU and ``"xla"``
-otherwise. `resolve` turns the config value into a `XlaLayers` or `CpuLayers` object once,
+otherwise. `resolve` turns the config value into an `XlaLayers` or `CpuLayers` object once,
 when the model is built, and the model constructors hand it down to every layer they create, as
 flax's ImageNet example hands down its ``conv``. Either object builds subclasses of the nnx
 layers under the same attribute names, so checkpoints and `rgpkd_jax.convert` see the same tree.
