@@ -51,10 +51,10 @@ def plan(output_dir: str, dry_run: bool) -> list[Step]:
     tests = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *GPU_TESTS,
              f"--junitxml={os.path.join(output_dir, 'tests.xml')}"]
     return [
-        speed("speed_xla", "variants", ["--variant=xla:float32,xla:bfloat16"], 170),
-        Step("tests", tests + (["--collect-only"] if dry_run else []), 100),
-        speed("speed_cpu_rewrites", "variants", ["--variant=cpu:float32,cpu:bfloat16"], 110),
-        speed("speed_memory", "memory", [], 90),
+        speed("speed_xla", "variants", ["--variant=xla:float32,xla:bfloat16"], 200),
+        Step("tests", tests + (["--collect-only"] if dry_run else []), 80),
+        speed("speed_cpu_rewrites", "variants", ["--variant=cpu:float32,cpu:bfloat16"], 100),
+        speed("speed_memory", "memory", [], 60),
     ]
 
 
