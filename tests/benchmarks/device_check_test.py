@@ -7,7 +7,9 @@ tiny size, so a broken step, flag or report is found before a GPU lease is spent
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 
 from benchmarks import device_check, speed
 from tests.helpers import REPO
@@ -15,7 +17,8 @@ from tests.helpers import REPO
 
 def test_dry_run_runs_every_step_and_reports_every_row(tmp_path):
     done = subprocess.run(["bash", "benchmarks/device_check.sh", "--dry-run", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHON": sys.executable})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"results in {tmp_path}" in done.stdout
     report = json.loads((tmp_path / device_check.JSON_FILE).read_text())
