@@ -213,3 +213,4 @@ def test_cpu_impl_on_four_devices_communicates_only_by_all_reduce():
     # Each gradient is all-reduced once; BN statistics and the loss add ~0.1 %.
     assert gradient_bytes <= cpu["bytes"]["all-reduce"] <= 1.01 * gradient_bytes, (cpu, gradient_bytes)
     assert cpu["bytes"]["all-reduce"] <= xla["bytes"]["all-reduce"] * 1.001, (cpu, xla)
+    assert cpu["counts"]["all-reduce"] <= xla["counts"]["all-reduce"], (cpu, xla)
