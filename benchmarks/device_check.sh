@@ -5,9 +5,9 @@
 #   bash benchmarks/device_check.sh [--dry-run] [OUTPUT_DIR]
 #
 # Steps (each bounded in time; a failed step is recorded and the next one still runs):
-#   1. packages: the machine's own Python and jax are used; carried wheels go into a private folder
-#      first on the path: .whl/pinned/*.whl always (our pins of pure-python libraries whose API we
-#      use: flax, optax, orbax-checkpoint), .whl/*.whl only for distributions the machine lacks;
+#   1. packages: the machine's own Python, jax and flax are used (flax must match its jax: our pin
+#      0.12.8 fails to import under jax 0.11.2); wheels carried in .whl/ go into a fresh private
+#      folder first on the path, only for distributions the machine lacks, never over its own;
 #   2. the GPU-relevant tests (conv_impl xla/cpu equality, bfloat16 numerics, model tests);
 #   3. the speed benchmark's variants section: RD4AD-WRN50, 256 px, batch 16, train and inference,
 #      conv_impl xla and cpu x float32 and bfloat16, against anomalib's ReverseDistillation on the
@@ -42,11 +42,11 @@ for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
         print(wheel)
 EOF
 )
-  wheels="$missing $(ls .whl/pinned/*.whl 2>/dev/null)"
-  if [ -n "${wheels// /}" ]; then
-    echo "[device_check] installing carried wheels: $(echo $wheels | tr '\n' ' ')"
-    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $wheels \
-      && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+  if [ -n "$missing" ]; then
+    site=$(mktemp -d)
+    echo "[device_check] installing carried wheels into $site: $(echo $missing | tr '\n' ' ')"
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" $missing \
+      && export PYTHONPATH="$site:$PYTHONPATH"
   fi
 fi
 

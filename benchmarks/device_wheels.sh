@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # Downloads the wheels benchmarks/device_check.sh carries to an accelerator machine that has no
 # package registry (Python 3.12, x86-64): what our code and the anomalib peer need beyond that
-# machine's image, and our pins of flax, optax and orbax-checkpoint. Run here, in the repository;
+# machine's image (whose jax, flax, optax and orbax are used as they are). Run here, in the repository;
 # .whl/ is git-ignored (add `/.whl/` to .git/info/exclude) and travels with the device call.
 #
 #   bash benchmarks/device_wheels.sh && du -sh .whl     # ~20 MiB
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p .whl/pinned
+mkdir -p .whl
 download() {
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform any -d "$@"
 }
-for pinned in flax==0.12.8 optax==0.2.8 orbax-checkpoint==0.12.8; do download .whl/pinned "$pinned"; done
 for missing in ml-collections==1.1.0 grain==0.2.18 tensorflow-datasets==4.9.10 array-record dm-tree immutabledict \
-    simple-parsing tensorflow-metadata termcolor toml docstring-parser googleapis-common-protos importlib_resources \
+    simple-parsing tensorflow-metadata termcolor toml docstring-parser googleapis-common-protos importlib_resources portpicker \
     anomalib==2.7.0 jsonargparse kornia kornia_rs omegaconf typeshed_client platformdirs; do
   download .whl "$missing"
 done
