@@ -50,9 +50,15 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         fallback_to_random=False,
     ))
     c.model = ml_collections.ConfigDict(dict(
-        # float32 | bfloat16: the dtype convolutions and BN compute in (parameters, BN statistics,
-        # loss and maps stay float32). bfloat16 is for GPU/TPU; on CPU it is emulated and slower.
+        # float32 | bfloat16 | float64: the dtype convolutions and BN compute in. With bfloat16,
+        # parameters, BN statistics, loss and maps stay float32; it is for GPU/TPU (on CPU it is
+        # emulated and slower). float64 (tests; needs jax_enable_x64) makes everything float64.
         compute_dtype="float32",
+        # auto | xla | cpu: how convs, BN and 2x2 deconvs compute (rgpkd_jax/models/conv_ops.py).
+        # xla: the nnx/lax library layers (cuDNN on GPU); cpu: rewrites measured faster on
+        # XLA:CPU; auto: cpu when JAX's default backend is the CPU, else xla. Same parameters
+        # and values either way; the resolved choice is the model's `conv_impl` attribute.
+        conv_impl="auto",
     ))
 
     c.train = ml_collections.ConfigDict(dict(

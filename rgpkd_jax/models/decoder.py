@@ -27,25 +27,10 @@ torch_deconv_default_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_ou
 DECODER_PLANES = (256, 128, 64)  # D1, D2, D3
 
 
-class Deconv2x2(nnx.ConvTranspose):
-    """A bias-free 2x2 stride-2 'VALID' transposed conv whose gradients are matmuls.
-
-    Same values and parameters as `nnx.ConvTranspose` (`conv_ops.conv_transpose_2x2`): XLA:CPU runs the
-    kernel gradient of `lax.conv_transpose` ~60x slower than the equivalent matmul
-    (benchmarks/NOTES.md, finding 1).
-    """
-
-    def __call__(self, inputs: jax.Array) -> jax.Array:
-        if self.kernel_size != (2, 2) or self.strides != (2, 2) or self.use_bias:
-            raise ValueError("Deconv2x2 is for bias-free 2x2 stride-2 transposed convolutions only")
-        inputs, kernel = self.promote_dtype((inputs, self.kernel[...]), dtype=self.dtype)
-        return conv_ops.conv_transpose_2x2(inputs, kernel)
-
-
-def deconv2x2(in_ch: int, out_ch: int, rngs: nnx.Rngs, kernel_init=torch_deconv_default_init) -> Deconv2x2:
-    """2x2 stride-2 bias-free transposed conv: doubles H and W exactly."""
-    return Deconv2x2(in_ch, out_ch, (2, 2), strides=(2, 2), padding="VALID", use_bias=False,
-                     kernel_init=kernel_init, rngs=rngs)
+def deconv2x2(ops: conv_ops.XlaLayers, in_ch: int, out_ch: int, rngs: nnx.Rngs,
+              kernel_init=torch_deconv_default_init) -> nnx.ConvTranspose:
+    """2x2 stride-2 bias-free transposed conv, built by ``ops``: doubles H and W exactly."""
+    return ops.deconv2x2(in_ch, out_ch, kernel_init=kernel_init, rngs=rngs)
 
 
 class DeBasicBlock(nnx.Module):
@@ -54,14 +39,16 @@ class DeBasicBlock(nnx.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, upsample: bool, base_width: int, rngs: nnx.Rngs):
+    def __init__(self, inplanes: int, planes: int, upsample: bool, base_width: int, rngs: nnx.Rngs,
+                 ops: conv_ops.XlaLayers):
         if base_width != 64:
             raise ValueError("decoder BasicBlock supports only width_per_group=64 (as the official code)")
-        self.conv1 = deconv2x2(inplanes, planes, rngs) if upsample else conv(inplanes, planes, 3, 1, rngs)
-        self.bn1 = batch_norm(planes, rngs)
-        self.conv2 = conv(planes, planes, 3, 1, rngs)
-        self.bn2 = batch_norm(planes, rngs)
-        self.upsample = _upsample_shortcut(inplanes, planes * self.expansion, upsample, rngs)
+        self.conv1 = (deconv2x2(ops, inplanes, planes, rngs) if upsample
+                      else conv(ops, inplanes, planes, 3, 1, rngs))
+        self.bn1 = batch_norm(ops, planes, rngs)
+        self.conv2 = conv(ops, planes, planes, 3, 1, rngs)
+        self.bn2 = batch_norm(ops, planes, rngs)
+        self.upsample = _upsample_shortcut(inplanes, planes * self.expansion, upsample, rngs, ops)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         bn = dict(use_running_average=not train)
@@ -75,15 +62,17 @@ class DeBottleneck(nnx.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, upsample: bool, base_width: int, rngs: nnx.Rngs):
+    def __init__(self, inplanes: int, planes: int, upsample: bool, base_width: int, rngs: nnx.Rngs,
+                 ops: conv_ops.XlaLayers):
         width = int(planes * (base_width / 64.0))
-        self.conv1 = conv(inplanes, width, 1, 1, rngs)
-        self.bn1 = batch_norm(width, rngs)
-        self.conv2 = deconv2x2(width, width, rngs) if upsample else conv(width, width, 3, 1, rngs)
-        self.bn2 = batch_norm(width, rngs)
-        self.conv3 = conv(width, planes * self.expansion, 1, 1, rngs)
-        self.bn3 = batch_norm(planes * self.expansion, rngs)
-        self.upsample = _upsample_shortcut(inplanes, planes * self.expansion, upsample, rngs)
+        self.conv1 = conv(ops, inplanes, width, 1, 1, rngs)
+        self.bn1 = batch_norm(ops, width, rngs)
+        self.conv2 = (deconv2x2(ops, width, width, rngs) if upsample
+                      else conv(ops, width, width, 3, 1, rngs))
+        self.bn2 = batch_norm(ops, width, rngs)
+        self.conv3 = conv(ops, width, planes * self.expansion, 1, 1, rngs)
+        self.bn3 = batch_norm(ops, planes * self.expansion, rngs)
+        self.upsample = _upsample_shortcut(inplanes, planes * self.expansion, upsample, rngs, ops)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         bn = dict(use_running_average=not train)
@@ -93,13 +82,14 @@ class DeBottleneck(nnx.Module):
         return nnx.relu(out + _apply_upsample(self.upsample, x, train))
 
 
-def _upsample_shortcut(inplanes: int, outplanes: int, upsample: bool, rngs: nnx.Rngs) -> nnx.List | None:
+def _upsample_shortcut(inplanes: int, outplanes: int, upsample: bool, rngs: nnx.Rngs,
+                       ops: conv_ops.XlaLayers) -> nnx.List | None:
     """Official ``upsample = Sequential(deconv2x2, BN)`` on the first block of each stage."""
     if not upsample:
         if inplanes != outplanes:
             raise ValueError(f"a non-upsampling decoder block needs in == out channels, got {inplanes}, {outplanes}")
         return None
-    return nnx.List([deconv2x2(inplanes, outplanes, rngs), batch_norm(outplanes, rngs)])
+    return nnx.List([deconv2x2(ops, inplanes, outplanes, rngs), batch_norm(ops, outplanes, rngs)])
 
 
 def _apply_upsample(upsample: nnx.List | None, x: jax.Array, train: bool) -> jax.Array:
@@ -117,17 +107,20 @@ class Decoder(nnx.Module):
 
     ``skips`` (SK-RD4AD): D2's input is ReLU(D1 + E3) and D3's is ReLU(D2 + E2); the returned
     features are the stage outputs before the addition. Parameter-free, so RD4AD is this decoder
-    with ``skips=False``.
+    with ``skips=False``. ``ops`` builds the layers (`conv_ops.resolve`; None: "auto").
     """
 
-    def __init__(self, arch: str, *, rngs: nnx.Rngs, skips: bool = False):
+    def __init__(self, arch: str, *, rngs: nnx.Rngs, skips: bool = False,
+                 ops: conv_ops.XlaLayers | None = None):
         spec = spec_for(arch)
+        ops = conv_ops.resolve("auto") if ops is None else ops
         block = DeBottleneck if spec.block.expansion == 4 else DeBasicBlock
         inplanes = 512 * block.expansion
         for name, planes, blocks in zip(("layer1", "layer2", "layer3"), DECODER_PLANES, spec.layers[:3]):
             outplanes = planes * block.expansion
-            stage = [block(inplanes, planes, True, spec.width_per_group, rngs)]
-            stage += [block(outplanes, planes, False, spec.width_per_group, rngs) for _ in range(1, blocks)]
+            stage = [block(inplanes, planes, True, spec.width_per_group, rngs, ops)]
+            stage += [block(outplanes, planes, False, spec.width_per_group, rngs, ops)
+                      for _ in range(1, blocks)]
             setattr(self, name, nnx.List(stage))
             inplanes = outplanes
         self.skips = skips

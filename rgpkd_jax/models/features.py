@@ -16,6 +16,7 @@ class Features(NamedTuple):
     student: list[jax.Array]
     reconstruction: jax.Array | None = None
 
-    def in_float32(self) -> "Features":
-        """The same features in float32: losses, anomaly maps and metrics never see bfloat16."""
-        return jax.tree.map(lambda x: x.astype(jnp.float32), self)
+    def at_least_float32(self) -> "Features":
+        """The same features in at least float32: losses, anomaly maps and metrics never see
+        bfloat16; a float64 model keeps float64."""
+        return jax.tree.map(lambda x: x.astype(jnp.promote_types(x.dtype, jnp.float32)), self)

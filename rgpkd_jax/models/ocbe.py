@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.resnet import batch_norm, conv, make_layer, run_layer, spec_for
 
 
@@ -31,23 +32,26 @@ class OCBE(nnx.Module):
     inherit width_per_group=128 (inner width 1024).
 
     ``include_unused_conv4`` creates the official ``conv4``/``bn4``, which the official forward never
-    uses; they only make parameter counts (and checkpoints) match the official module.
+    uses; they only make parameter counts (and checkpoints) match the official module. ``ops``
+    builds the layers (`conv_ops.resolve`; None: "auto").
     """
 
-    def __init__(self, arch: str, *, rngs: nnx.Rngs, include_unused_conv4: bool = False):
+    def __init__(self, arch: str, *, rngs: nnx.Rngs, include_unused_conv4: bool = False,
+                 ops: conv_ops.XlaLayers | None = None):
         spec = spec_for(arch)
+        ops = conv_ops.resolve("auto") if ops is None else ops
         e = spec.block.expansion
-        self.conv1 = conv(64 * e, 128 * e, 3, 2, rngs)
-        self.bn1 = batch_norm(128 * e, rngs)
-        self.conv2 = conv(128 * e, 256 * e, 3, 2, rngs)
-        self.bn2 = batch_norm(256 * e, rngs)
-        self.conv3 = conv(128 * e, 256 * e, 3, 2, rngs)
-        self.bn3 = batch_norm(256 * e, rngs)
+        self.conv1 = conv(ops, 64 * e, 128 * e, 3, 2, rngs)
+        self.bn1 = batch_norm(ops, 128 * e, rngs)
+        self.conv2 = conv(ops, 128 * e, 256 * e, 3, 2, rngs)
+        self.bn2 = batch_norm(ops, 256 * e, rngs)
+        self.conv3 = conv(ops, 128 * e, 256 * e, 3, 2, rngs)
+        self.bn3 = batch_norm(ops, 256 * e, rngs)
         self.bn_layer = make_layer(spec.block, 3 * 256 * e, 512, oce_blocks(arch), 2,
-                                   spec.width_per_group, rngs)
+                                   spec.width_per_group, rngs, ops)
         if include_unused_conv4:
-            self.conv4 = conv(1024 * e, 512 * e, 1, 1, rngs)
-            self.bn4 = batch_norm(512 * e, rngs)
+            self.conv4 = conv(ops, 1024 * e, 512 * e, 1, 1, rngs)
+            self.bn4 = batch_norm(ops, 512 * e, rngs)
         self.has_unused_conv4 = include_unused_conv4
 
     def __call__(self, features: Sequence[jax.Array], *, train: bool) -> jax.Array:

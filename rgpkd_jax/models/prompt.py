@@ -30,8 +30,8 @@ class PromptBank(nnx.Variable):
 
 
 def pooled_key(deepest: jax.Array) -> jax.Array:
-    """(B, H, W, C) teacher F3 -> (B, C): the spatial mean, L2-normalised, in float32."""
-    pooled = jnp.mean(deepest.astype(jnp.float32), axis=(1, 2))
+    """(B, H, W, C) teacher F3 -> (B, C): the spatial mean, L2-normalised, in at least float32."""
+    pooled = jnp.mean(deepest.astype(jnp.promote_types(deepest.dtype, jnp.float32)), axis=(1, 2))
     return pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-8)
 
 

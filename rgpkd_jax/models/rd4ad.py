@@ -10,6 +10,7 @@ import jax
 from flax import nnx
 
 from rgpkd_jax import losses
+from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.features import Features
 from rgpkd_jax.models.decoder import Decoder
 from rgpkd_jax.models.ocbe import OCBE
@@ -24,17 +25,22 @@ class RD4AD(nnx.Module):
 
     loss: ``cosine`` (official flattened), ``cosine_per_pixel`` (the papers' equation), ``mse``, ``mix``
     (SK-RD4AD ``--L2`` 1 and 2). ``consistency_rate``: weight of SK-RD4AD's consistency term (0 = off).
+    ``ops`` builds every conv, BN and deconv (`conv_ops.resolve`; None: "auto"); ``conv_impl``
+    records which ("xla" or "cpu").
     """
 
     def __init__(self, arch: str, *, rngs: nnx.Rngs, skips: bool = False, loss: str = "cosine",
-                 consistency_rate: float = 0.0, include_unused_conv4: bool = False):
+                 consistency_rate: float = 0.0, include_unused_conv4: bool = False,
+                 ops: conv_ops.XlaLayers | None = None):
         if loss not in LOSS_MODES:
             raise ValueError(f"unknown config.model.loss {loss!r}; choose one of {LOSS_MODES}")
         if consistency_rate < 0:
             raise ValueError(f"config.model.consistency_rate must be >= 0, got {consistency_rate}")
-        self.teacher = ResNet(arch, rngs=rngs, num_layers=3)
-        self.bn = OCBE(arch, rngs=rngs, include_unused_conv4=include_unused_conv4)
-        self.decoder = Decoder(arch, rngs=rngs, skips=skips)
+        ops = conv_ops.resolve("auto") if ops is None else ops
+        self.conv_impl = ops.name
+        self.teacher = ResNet(arch, rngs=rngs, num_layers=3, ops=ops)
+        self.bn = OCBE(arch, rngs=rngs, include_unused_conv4=include_unused_conv4, ops=ops)
+        self.decoder = Decoder(arch, rngs=rngs, skips=skips, ops=ops)
         self.loss_mode = loss
         self.consistency_rate = float(consistency_rate)
 
@@ -42,7 +48,7 @@ class RD4AD(nnx.Module):
         """``indices`` is part of the shared interface and unused here."""
         teacher = [jax.lax.stop_gradient(f) for f in self.teacher(images)]
         student = self.decoder(self.bn(teacher, train=train), teacher, train=train)
-        return Features(teacher=teacher, student=student, reconstruction=None).in_float32()
+        return Features(teacher=teacher, student=student, reconstruction=None).at_least_float32()
 
     def loss(self, features: Features, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         distillation = losses.distillation_loss(features.teacher, features.student, self.loss_mode)

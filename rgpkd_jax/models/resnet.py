@@ -24,17 +24,18 @@ DEFAULT_TAPS = ("layer1", "layer2", "layer3")
 kaiming_fan_out = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def conv(in_ch: int, out_ch: int, kernel: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
-    """A bias-free conv with PyTorch's padding (kernel // 2 on each side)."""
+def conv(ops: conv_ops.XlaLayers, in_ch: int, out_ch: int, kernel: int, stride: int,
+         rngs: nnx.Rngs) -> nnx.Conv:
+    """A bias-free conv with PyTorch's padding (kernel // 2 on each side), built by ``ops``."""
     pad = kernel // 2
-    return nnx.Conv(
-        in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
-        padding=((pad, pad), (pad, pad)), use_bias=False,
-        kernel_init=kaiming_fan_out, conv_general_dilated=conv_ops.conv_general_dilated, rngs=rngs)
+    return ops.conv(in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
+                    padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=kaiming_fan_out,
+                    rngs=rngs)
 
 
-def batch_norm(num_features: int, rngs: nnx.Rngs) -> conv_ops.BatchNorm:
-    return conv_ops.BatchNorm(num_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+def batch_norm(ops: conv_ops.XlaLayers, num_features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """PyTorch's BatchNorm2d defaults, built by ``ops``."""
+    return ops.batch_norm(num_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
 
 
 class BasicBlock(nnx.Module):
@@ -42,14 +43,15 @@ class BasicBlock(nnx.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int, base_width: int, rngs: nnx.Rngs):
+    def __init__(self, inplanes: int, planes: int, stride: int, base_width: int, rngs: nnx.Rngs,
+                 ops: conv_ops.XlaLayers):
         if base_width != 64:
             raise ValueError("BasicBlock supports only width_per_group=64 (as torchvision)")
-        self.conv1 = conv(inplanes, planes, 3, stride, rngs)
-        self.bn1 = batch_norm(planes, rngs)
-        self.conv2 = conv(planes, planes, 3, 1, rngs)
-        self.bn2 = batch_norm(planes, rngs)
-        self.downsample = _shortcut(inplanes, planes * self.expansion, stride, rngs)
+        self.conv1 = conv(ops, inplanes, planes, 3, stride, rngs)
+        self.bn1 = batch_norm(ops, planes, rngs)
+        self.conv2 = conv(ops, planes, planes, 3, 1, rngs)
+        self.bn2 = batch_norm(ops, planes, rngs)
+        self.downsample = _shortcut(inplanes, planes * self.expansion, stride, rngs, ops)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         bn = dict(use_running_average=not train)
@@ -63,15 +65,16 @@ class Bottleneck(nnx.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int, base_width: int, rngs: nnx.Rngs):
+    def __init__(self, inplanes: int, planes: int, stride: int, base_width: int, rngs: nnx.Rngs,
+                 ops: conv_ops.XlaLayers):
         width = int(planes * (base_width / 64.0))
-        self.conv1 = conv(inplanes, width, 1, 1, rngs)
-        self.bn1 = batch_norm(width, rngs)
-        self.conv2 = conv(width, width, 3, stride, rngs)
-        self.bn2 = batch_norm(width, rngs)
-        self.conv3 = conv(width, planes * self.expansion, 1, 1, rngs)
-        self.bn3 = batch_norm(planes * self.expansion, rngs)
-        self.downsample = _shortcut(inplanes, planes * self.expansion, stride, rngs)
+        self.conv1 = conv(ops, inplanes, width, 1, 1, rngs)
+        self.bn1 = batch_norm(ops, width, rngs)
+        self.conv2 = conv(ops, width, width, 3, stride, rngs)
+        self.bn2 = batch_norm(ops, width, rngs)
+        self.conv3 = conv(ops, width, planes * self.expansion, 1, 1, rngs)
+        self.bn3 = batch_norm(ops, planes * self.expansion, rngs)
+        self.downsample = _shortcut(inplanes, planes * self.expansion, stride, rngs, ops)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         bn = dict(use_running_average=not train)
@@ -81,11 +84,12 @@ class Bottleneck(nnx.Module):
         return nnx.relu(out + _apply_shortcut(self.downsample, x, train))
 
 
-def _shortcut(inplanes: int, outplanes: int, stride: int, rngs: nnx.Rngs) -> nnx.List | None:
+def _shortcut(inplanes: int, outplanes: int, stride: int, rngs: nnx.Rngs,
+              ops: conv_ops.XlaLayers) -> nnx.List | None:
     """torchvision's ``downsample = Sequential(conv1x1, BN)`` when the shape changes, else None."""
     if stride == 1 and inplanes == outplanes:
         return None
-    return nnx.List([conv(inplanes, outplanes, 1, stride, rngs), batch_norm(outplanes, rngs)])
+    return nnx.List([conv(ops, inplanes, outplanes, 1, stride, rngs), batch_norm(ops, outplanes, rngs)])
 
 
 def _apply_shortcut(downsample: nnx.List | None, x: jax.Array, train: bool) -> jax.Array:
@@ -95,10 +99,11 @@ def _apply_shortcut(downsample: nnx.List | None, x: jax.Array, train: bool) -> j
 
 
 def make_layer(block: type[BasicBlock] | type[Bottleneck], inplanes: int, planes: int,
-               blocks: int, stride: int, base_width: int, rngs: nnx.Rngs) -> nnx.List:
+               blocks: int, stride: int, base_width: int, rngs: nnx.Rngs,
+               ops: conv_ops.XlaLayers) -> nnx.List:
     """A ResNet stage: the first block may stride/project, the others keep the shape."""
-    layers = [block(inplanes, planes, stride, base_width, rngs)]
-    layers += [block(planes * block.expansion, planes, 1, base_width, rngs) for _ in range(1, blocks)]
+    layers = [block(inplanes, planes, stride, base_width, rngs, ops)]
+    layers += [block(planes * block.expansion, planes, 1, base_width, rngs, ops) for _ in range(1, blocks)]
     return nnx.List(layers)
 
 
@@ -139,23 +144,23 @@ class ResNet(nnx.Module):
     """A torchvision ResNet trunk (no avgpool/fc), used as a feature extractor.
 
     ``__call__`` always uses the BN running statistics: a teacher never updates them, whatever
-    mode the surrounding model is in.
+    mode the surrounding model is in. ``ops`` builds the layers (`conv_ops.resolve`; None: "auto").
     """
 
-    def __init__(self, arch: str, *, rngs: nnx.Rngs, num_layers: int = 4):
+    def __init__(self, arch: str, *, rngs: nnx.Rngs, num_layers: int = 4,
+                 ops: conv_ops.XlaLayers | None = None):
         spec = spec_for(arch)
+        ops = conv_ops.resolve("auto") if ops is None else ops
         self.arch = arch
         self.tap_channels = {k: v for k, v in spec.tap_channels.items() if k in TAPS[:num_layers]}
-        self.conv1 = nnx.Conv(3, 64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
-                              use_bias=False, kernel_init=kaiming_fan_out,
-                              conv_general_dilated=conv_ops.conv_general_dilated, rngs=rngs)
-        self.bn1 = batch_norm(64, rngs)
+        self.conv1 = conv(ops, 3, 64, 7, 2, rngs)
+        self.bn1 = batch_norm(ops, 64, rngs)
         inplanes = 64
         for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), spec.layers)):
             if i >= num_layers:
                 break
             layer = make_layer(spec.block, inplanes, planes, blocks, 1 if i == 0 else 2,
-                               spec.width_per_group, rngs)
+                               spec.width_per_group, rngs, ops)
             setattr(self, TAPS[i], layer)
             inplanes = planes * spec.block.expansion
 

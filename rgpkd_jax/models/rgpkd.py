@@ -23,6 +23,7 @@ from flax import nnx
 
 from rgpkd_jax import losses
 from rgpkd_jax.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.features import Features
 from rgpkd_jax.models.prompt import PromptMemory, pooled_key
 from rgpkd_jax.models.resnet import DEFAULT_TAPS, ResNet
@@ -78,19 +79,24 @@ class RGPKD(nnx.Module):
     """``__call__(images, *, train, indices=None) -> Features``; ``loss(features, images)``.
 
     The keyword arguments are ``config.model``'s switches (``models.build_model`` passes them);
-    ``bank_seed`` seeds the subset kept when ``bank_size`` caps the bank.
+    ``bank_seed`` seeds the subset kept when ``bank_size`` caps the bank. ``ops`` builds every conv,
+    BN and deconv (`conv_ops.resolve`; None: "auto"); ``conv_impl`` records which ("xla" or "cpu").
     """
 
     def __init__(self, teacher_arch: str = "resnet18", *, rngs: nnx.Rngs, prompts: bool = True,
                  reconstruction: bool = True, skips: bool = True, top_k: int = 1, bank_size: int = 0,
                  bank_dtype: str = "float32", rec_weight: float = 1.0, base_width: int = 64,
-                 distill_loss: str = "cosine", bank_seed: int = 0):
+                 distill_loss: str = "cosine", bank_seed: int = 0,
+                 ops: conv_ops.XlaLayers | None = None):
         _check_options(distill_loss, top_k, bank_size, rec_weight)
-        self.teacher = ResNet(teacher_arch, rngs=rngs, num_layers=3)
+        ops = conv_ops.resolve("auto") if ops is None else ops
+        self.conv_impl = ops.name
+        self.teacher = ResNet(teacher_arch, rngs=rngs, num_layers=3, ops=ops)
         channels = tuple(self.teacher.tap_channels[t] for t in DEFAULT_TAPS)
         self.student = UNetStudent(
             base_width=base_width, teacher_channels=channels, skips=skips,
-            reconstruction=reconstruction, prompt_channels=channels if prompts else None, rngs=rngs)
+            reconstruction=reconstruction, prompt_channels=channels if prompts else None, rngs=rngs,
+            ops=ops)
         self.prompts = PromptMemory(channels, bank_dtype) if prompts else None
         self.top_k = top_k
         self.bank_size = bank_size
@@ -112,7 +118,7 @@ class RGPKD(nnx.Module):
             _, prompts = self.prompts.retrieve(teacher[-1], top_k=self.top_k,
                                                exclude_indices=indices if train else None)
         student, reconstruction = self.student(images, prompts, train=train)
-        return Features(teacher, student, reconstruction).in_float32()
+        return Features(teacher, student, reconstruction).at_least_float32()
 
     def loss(self, features: Features, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Sum over levels of the distillation distance, plus, with reconstruction on,

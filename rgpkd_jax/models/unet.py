@@ -40,11 +40,11 @@ def encoder_widths(base_width: int) -> tuple[int, ...]:
 class DoubleConv(nnx.Module):
     """(3x3 conv -> BN -> ReLU) twice; the first conv carries the stage's stride."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, rngs: nnx.Rngs):
-        self.conv1 = conv(in_ch, out_ch, 3, stride, rngs)
-        self.bn1 = batch_norm(out_ch, rngs)
-        self.conv2 = conv(out_ch, out_ch, 3, 1, rngs)
-        self.bn2 = batch_norm(out_ch, rngs)
+    def __init__(self, in_ch: int, out_ch: int, stride: int, rngs: nnx.Rngs, ops: conv_ops.XlaLayers):
+        self.conv1 = conv(ops, in_ch, out_ch, 3, stride, rngs)
+        self.bn1 = batch_norm(ops, out_ch, rngs)
+        self.conv2 = conv(ops, out_ch, out_ch, 3, 1, rngs)
+        self.bn2 = batch_norm(ops, out_ch, rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
@@ -54,9 +54,9 @@ class DoubleConv(nnx.Module):
 class Upsample(nnx.Module):
     """2x2 stride-2 transposed conv ('VALID': exactly doubles H and W) -> BN -> ReLU."""
 
-    def __init__(self, in_ch: int, out_ch: int, rngs: nnx.Rngs):
-        self.deconv = deconv2x2(in_ch, out_ch, rngs, kernel_init=nnx.initializers.lecun_normal())
-        self.bn = batch_norm(out_ch, rngs)
+    def __init__(self, in_ch: int, out_ch: int, rngs: nnx.Rngs, ops: conv_ops.XlaLayers):
+        self.deconv = deconv2x2(ops, in_ch, out_ch, rngs, kernel_init=nnx.initializers.lecun_normal())
+        self.bn = batch_norm(ops, out_ch, rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         return nnx.relu(self.bn(self.deconv(x), use_running_average=not train))
@@ -66,12 +66,11 @@ class DecoderStage(nnx.Module):
     """Upsample -> [prompt cross-attention] -> [concat encoder skip] -> double conv -> 1x1 projection."""
 
     def __init__(self, in_ch: int, out_ch: int, skip_ch: int, teacher_ch: int,
-                 prompt_ch: int | None, rngs: nnx.Rngs):
-        self.up = Upsample(in_ch, out_ch, rngs)
+                 prompt_ch: int | None, rngs: nnx.Rngs, ops: conv_ops.XlaLayers):
+        self.up = Upsample(in_ch, out_ch, rngs, ops)
         self.fusion = CrossAttentionFusion(out_ch, prompt_ch, rngs) if prompt_ch else None
-        self.merge = DoubleConv(out_ch + skip_ch, out_ch, 1, rngs)
-        self.project = nnx.Conv(out_ch, teacher_ch, (1, 1), padding=((0, 0), (0, 0)),
-                                conv_general_dilated=conv_ops.conv_general_dilated, rngs=rngs)
+        self.merge = DoubleConv(out_ch + skip_ch, out_ch, 1, rngs, ops)
+        self.project = ops.conv(out_ch, teacher_ch, (1, 1), padding=((0, 0), (0, 0)), rngs=rngs)
 
     def __call__(self, x: jax.Array, skip: jax.Array | None, prompt: jax.Array | None, *,
                  train: bool) -> tuple[jax.Array, jax.Array]:
@@ -88,13 +87,12 @@ class DecoderStage(nnx.Module):
 class ReconstructionHead(nnx.Module):
     """Stride 4 -> 2 (upsample, [skip], double conv) -> 1 (upsample, 3x3 conv, sigmoid)."""
 
-    def __init__(self, in_ch: int, skip_ch: int, rngs: nnx.Rngs):
+    def __init__(self, in_ch: int, skip_ch: int, rngs: nnx.Rngs, ops: conv_ops.XlaLayers):
         width = max(in_ch // 2, 1)
-        self.up_half = Upsample(in_ch, width, rngs)
-        self.merge = DoubleConv(width + skip_ch, width, 1, rngs)
-        self.up_full = Upsample(width, width, rngs)
-        self.to_rgb = nnx.Conv(width, 3, (3, 3), padding=((1, 1), (1, 1)),
-                               conv_general_dilated=conv_ops.conv_general_dilated, rngs=rngs)
+        self.up_half = Upsample(in_ch, width, rngs, ops)
+        self.merge = DoubleConv(width + skip_ch, width, 1, rngs, ops)
+        self.up_full = Upsample(width, width, rngs, ops)
+        self.to_rgb = ops.conv(width, 3, (3, 3), padding=((1, 1), (1, 1)), rngs=rngs)
 
     def __call__(self, x: jax.Array, skip: jax.Array | None, *, train: bool) -> jax.Array:
         x = self.up_half(x, train=train)
@@ -106,11 +104,13 @@ class ReconstructionHead(nnx.Module):
 
 class UNetStudent(nnx.Module):
     """The student. ``teacher_channels`` and ``prompt_channels`` are ordered shallow to deep
-    (strides 4, 8, 16); ``prompt_channels=None`` builds no fusion modules at all."""
+    (strides 4, 8, 16); ``prompt_channels=None`` builds no fusion modules at all. ``ops`` builds
+    the convolutions, BNs and deconvolutions (`conv_ops.resolve`; None: "auto")."""
 
     def __init__(self, *, base_width: int, teacher_channels: Sequence[int], skips: bool = True,
                  reconstruction: bool = True, prompt_channels: Sequence[int] | None = None,
-                 rngs: nnx.Rngs):
+                 rngs: nnx.Rngs, ops: conv_ops.XlaLayers | None = None):
+        ops = conv_ops.resolve("auto") if ops is None else ops
         if base_width < 1:
             raise ValueError(f"config.model.base_width must be a positive integer, got {base_width}")
         if len(teacher_channels) != 3 or (prompt_channels is not None and len(prompt_channels) != 3):
@@ -118,16 +118,16 @@ class UNetStudent(nnx.Module):
         widths = encoder_widths(base_width)
         self.skips = skips
         ins = (3,) + widths[:-1]
-        self.encoder = nnx.List([DoubleConv(i, o, 2, rngs) for i, o in zip(ins, widths)])
+        self.encoder = nnx.List([DoubleConv(i, o, 2, rngs, ops) for i, o in zip(ins, widths)])
         # Decoder stages, deepest first; stage i ends at the stride of encoder stage SKIP_STAGES[i]
         # (16, 8, 4), takes that stage's output as its skip and matches teacher level
         # SKIP_STAGES[i] - 1 (F3, F2, F1).
         prompt_channels = prompt_channels or (None,) * 3
         self.decoder = nnx.List([
             DecoderStage(widths[e + 1], widths[e], widths[e] if skips else 0,
-                         teacher_channels[e - 1], prompt_channels[e - 1], rngs)
+                         teacher_channels[e - 1], prompt_channels[e - 1], rngs, ops)
             for e in SKIP_STAGES])
-        self.reconstruction = (ReconstructionHead(widths[1], widths[0] if skips else 0, rngs)
+        self.reconstruction = (ReconstructionHead(widths[1], widths[0] if skips else 0, rngs, ops)
                                if reconstruction else None)
 
     def __call__(self, images: jax.Array, prompts: Sequence[jax.Array] | None = None, *,
