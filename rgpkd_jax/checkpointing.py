@@ -60,12 +60,19 @@ def restore(manager, step: int, state, data_iterator, config):
     layout); with worker processes a position is per worker and resumes only in its own layout.
     """
     manager.wait_until_finished()
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(state))
     restored = manager.restore(step, args=ocp.args.Composite(**{
-        "state": ocp.args.StandardRestore(target), DATA_ITEM: ocp.args.JsonRestore()}))
+        "state": ocp.args.StandardRestore(_restore_target(state)), DATA_ITEM: ocp.args.JsonRestore()}))
     nnx.replace_by_pure_dict(state, restored["state"])
     data_iterator.set_state(_position(restored[DATA_ITEM], _data_layout(config), step))
     return state
+
+
+def _restore_target(state):
+    """The state's shapes and dtypes, replicated over the mesh of all devices: restored onto one
+    device per process, the arrays would need a cross-host copy to reach that mesh."""
+    replicated = sharding.replicated(sharding.make_mesh())
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                        nnx.to_pure_dict(state))
 
 
 def _position(saved: dict, layout: dict, step: int):
@@ -137,8 +144,8 @@ def load_trained_model(config: ml_collections.ConfigDict, workdir: str):
     model, teacher_info = setup_model(config)
     # The optimiser state is restored too (the checkpoint holds both); its schedule is irrelevant.
     graphdef, state = split_train_state(model, config.train, optax.constant_schedule(0.0))
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(state))
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_restore_target(state))))
     manager.close()
     nnx.replace_by_pure_dict(state, restored["state"])
     return nnx.merge(graphdef, state)["model"], teacher_info, step
