@@ -11,7 +11,13 @@ Runs, all RD4AD tiny on the synthetic dataset with a global batch of 16 (3 steps
   two:      2 processes, stopped after 2 steps (train.max_steps_this_run)
   two -> 1: the same workdir resumed by 1 process to the end, then evaluated
   one:      1 process, uninterrupted, evaluated
-  1 -> two: a copy of the finished `two -> 1` workdir evaluated again by 2 processes
+  1 -> two: a copy of the finished `two -> 1` workdir evaluated again by 2 processes, then
+            used by 2 processes to score two images (--mode=predict)
+
+Float64 (`JAX_ENABLE_X64=1`, `compute_dtype=float64`, plain SGD as in tests/train_test.py) keeps
+the two layouts' different summation orders at float64 rounding, so losses and parameters are
+compared with train_test's RTOL_FLOAT64; evaluation has no sums across devices and the same
+images per device in both layouts, so its metrics and threshold must be equal.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from PIL import Image
 
 from rgpkd_jax import checkpointing, evaluate, metric_writer, visualize
 from rgpkd_jax.data import pipeline, synthetic
@@ -181,7 +188,7 @@ def _outside_checkpoints(writes: set[str]) -> set[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, synthetic_data_dir):
-    """The four runs of the module docstring; the data is prepared before any process starts."""
+    """The runs of the module docstring; the data is prepared before any process starts."""
     pipeline.num_examples(tiny_config("rd4ad", data_dir=synthetic_data_dir, category=CATEGORY), "train")
     root = tmp_path_factory.mktemp("multiprocess")
     two, one, again = str(root / "two"), str(root / "one"), str(root / "again")
@@ -192,6 +199,14 @@ def runs(tmp_path_factory, synthetic_data_dir):
     result["one"] = launch(one, synthetic_data_dir, processes=1)
     shutil.copytree(two, again, ignore=shutil.ignore_patterns(*OUTPUTS[2:]))
     result["again"] = launch(again, synthetic_data_dir, processes=2)
+    images = root / "new_images"
+    images.mkdir()
+    batch = next(iter(pipeline.test_batches(tiny_config("rd4ad", data_dir=synthetic_data_dir,
+                                                        category=CATEGORY), batch_size=2)))
+    for i, image in enumerate(evaluate.to_uint8(batch["image"])):
+        Image.fromarray(image).save(images / f"{i}.png")
+    result["predict"] = launch(again, synthetic_data_dir, processes=2, mode="predict",
+                               extra=(f"--input={images}",))
     result.update(dirs={"two": two, "one": one, "again": again})
     return result
 
@@ -236,3 +251,12 @@ def test_only_process_zero_writes_and_prints(runs):
     assert _printed(second["stdout"]) == ""
     assert "image AUROC" in first["stdout"]
     assert _printed(first["stdout"]) == runs["two_to_one"][0]["stdout"]
+
+
+def test_two_processes_predict_once(runs):
+    first, second = runs["predict"]
+    assert second["writes"] == set() and _printed(second["stdout"]) == ""
+    written = {w for w in first["writes"] if not os.path.basename(w).startswith(".")}
+    assert written == {"predictions/predictions.json", "predictions/predictions.csv",
+                       "predictions/0_heatmap.png", "predictions/1_heatmap.png"}, first["writes"]
+    assert "scored 2 image(s), 0 unreadable" in first["stdout"]
