@@ -83,9 +83,11 @@ def _position(saved: dict, layout: dict, step: int):
         return positions[0]
     raise ValueError(
         f"the checkpoint of step {step} was written by {saved['process_count']} process(es) with "
-        f"data.num_workers={saved['num_workers']}, whose data positions resume exactly only in that "
-        f"layout (this run: {layout['process_count']} process(es), data.num_workers="
-        f"{layout['num_workers']}); rerun in that layout, or with data.num_workers=0 on both sides")
+        f"data.num_workers={saved['num_workers']}, and this run has {layout['process_count']} with "
+        f"data.num_workers={layout['num_workers']}: grain worker positions resume exactly only in "
+        f"the layout that wrote them, so resume with {saved['process_count']} process(es) and "
+        f"--config.data.num_workers={saved['num_workers']} (runs with data.num_workers=0 resume "
+        f"in any number of processes)")
 
 
 def setup_model(config):

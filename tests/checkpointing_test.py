@@ -67,5 +67,5 @@ def test_a_layout_change_resumes_only_without_data_workers():
                     "per_process": [{"workers": [1, 2]}, {"workers": [2, 1]}]}
     assert checkpointing._position(with_workers, {"process_count": 2, "num_workers": 2}, 3) == {
         "workers": [1, 2]}
-    with pytest.raises(ValueError, match=r"step 3 was written by 2 process\(es\) with data.num_workers=2"):
+    with pytest.raises(ValueError, match=r"step 3 was written by 2 process\(es\) with data.num_workers=2, and this run has 1 .*resume with 2 process\(es\) and --config.data.num_workers=2"):
         checkpointing._position(with_workers, {"process_count": 1, "num_workers": 2}, 3)

@@ -216,6 +216,10 @@ def test_two_processes_train_like_one(runs):
     assert len(one) == STEPS and len(runs["two_losses"]) == 2
     assert abs(one[-1] - one[0]) > 1e-4 * abs(one[0]), "no training happened"
     np.testing.assert_allclose(runs["two_losses"], one[:2], rtol=RTOL_FLOAT64)
+    records = metric_writer.read_metrics(runs["dirs"]["one"])
+    assert all(r["images_per_sec"] > 0 and r["data_wait_s"] >= 0 and r["checkpoint_save_s"] >= 0
+               for r in records)
+    assert records[0]["data_wait_s"] > 0  # the first batch is read before any step runs
 
 
 def test_a_two_process_checkpoint_resumes_in_one_process(runs):
