@@ -88,7 +88,7 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         num_visualise=8,           # images per kind (good / defective) in the PNG sheet
         threshold_quantile=0.99,   # predict: decision threshold from normal training images
     ))
-    c.distributed = False  # call jax.distributed.initialize() (multi-host)
+    c.distributed = False  # call jax.distributed.initialize() (many processes/hosts: docs/multihost.md)
     c.profile_dir = ""     # if set, write a jax profiler trace of train steps 3-5 there (TensorBoard/Perfetto)
 
     if "tiny" in options:

@@ -3,10 +3,15 @@
 The map of every method is the RD4AD one (sum over levels of 1 - cos, bilinear align_corners=True
 upsampling, Gaussian sigma 4, score = max), computed in the same jit as the forward pass; RGPKD can
 add a weighted reconstruction-error map (`eval.reconstruction_weight`).
+
+With many processes, every process reads the whole split, its devices compute their rows of each
+batch, and the maps come back replicated: every process computes the metrics and the threshold on
+the same arrays, and only process 0 writes the files.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -22,12 +27,12 @@ METRICS_FILE = "eval_metrics.json"
 THRESHOLD_FILE = "threshold.json"
 
 
-def make_map_fn(model: nnx.Module, config):
+def make_map_fn(model: nnx.Module, config, out_shardings=None):
     """A jitted `(state, images) -> (maps, scores)` for `model`, plus the state to call it with."""
     ec = config.eval
     graphdef, state = nnx.split(model)
 
-    @jax.jit
+    @functools.partial(jax.jit, out_shardings=out_shardings)
     def maps_and_scores(state, images):
         model = nnx.merge(graphdef, state)
         features = model(images, train=False)
@@ -45,14 +50,15 @@ def make_map_fn(model: nnx.Module, config):
 class MapRunner:
     """Feeds batches of any size through the jitted map function on the device mesh.
 
-    Batches are padded to a fixed size so the function compiles once; BN is in inference mode,
-    so padding cannot change the other images' results.
+    Batches are padded to a fixed size so the function compiles once per runner (build one and
+    pass it to every call of a run); BN is in inference mode, so padding cannot change the other
+    images' results. Every process passes the same images and gets all the maps back.
     """
 
     def __init__(self, model, config):
         self.mesh = sharding.make_mesh()
         self.batch_size = _round_up(config.eval.batch_size, self.mesh.devices.size)
-        self.fn, state = make_map_fn(model, config)
+        self.fn, state = make_map_fn(model, config, out_shardings=sharding.replicated(self.mesh))
         self.state = jax.device_put(state, sharding.replicated(self.mesh))
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,11 +68,14 @@ class MapRunner:
             chunk = images[start:start + self.batch_size]
             padded = np.zeros((self.batch_size, *chunk.shape[1:]), chunk.dtype)
             padded[:len(chunk)] = chunk
-            batch = jax.device_put(padded, sharding.batch_sharded(self.mesh))
-            m, s = self.fn(self.state, batch)
+            m, s = self.fn(self.state, sharding.shard_full_batch(padded, self.mesh))
             maps.append(np.asarray(m)[:len(chunk)])
             scores.append(np.asarray(s)[:len(chunk)])
         return np.concatenate(maps), np.concatenate(scores)
+
+
+def _runner(model_or_runner, config) -> MapRunner:
+    return model_or_runner if isinstance(model_or_runner, MapRunner) else MapRunner(model_or_runner, config)
 
 
 def _round_up(x: int, multiple: int) -> int:
@@ -74,8 +83,9 @@ def _round_up(x: int, multiple: int) -> int:
 
 
 def collect_test_predictions(model, config) -> dict[str, np.ndarray]:
-    """Maps, scores and ground truth of the whole test split, in dataset order."""
-    runner = MapRunner(model, config)
+    """Maps, scores and ground truth of the whole test split, in dataset order (`model`: an nnx
+    model or a :class:`MapRunner`)."""
+    runner = _runner(model, config)
     parts: dict[str, list] = {k: [] for k in ("map", "score", "mask", "label", "defect_type",
                                                "file_name", "image")}
     keep_images = config.eval.num_visualise > 0
@@ -98,7 +108,8 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = None) -> dict:
-    """Evaluates `model` on the test split; writes `eval_metrics.json` and figures into workdir."""
+    """Evaluates `model` (an nnx model or a :class:`MapRunner`) on the test split; process 0
+    writes `eval_metrics.json` and figures into workdir. Every process returns the result."""
     predictions = collect_test_predictions(model, config)
     ec = config.eval
     metrics = summary.compute_metrics(
@@ -113,9 +124,10 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
     }
     if (teacher_info or {}).get("weights") == "random":
         result["warning"] = teacher_info.get("warning")
-    files.write_json(os.path.join(workdir, METRICS_FILE), result)
-    if ec.num_visualise > 0:
-        visualize.write_figures(predictions, config, workdir)
+    if sharding.is_primary():
+        files.write_json(os.path.join(workdir, METRICS_FILE), result)
+        if ec.num_visualise > 0:
+            visualize.write_figures(predictions, config, workdir)
     return result
 
 
@@ -139,15 +151,17 @@ def compute_threshold(model, config, workdir: str) -> dict:
 
     Training images were fitted, so their scores run lower than unseen normal images': the
     quantile (`eval.threshold_quantile`, default 0.99) is a starting point to tune, not a guarantee.
+    `model` is an nnx model or a :class:`MapRunner`; process 0 writes the file.
     """
-    runner = MapRunner(model, config)
+    runner = _runner(model, config)
     scores = [runner(b["image"])[1] for b in pipeline.test_batches(config, batch_size=runner.batch_size, split="train")]
     scores = np.concatenate(scores)
     q = config.eval.threshold_quantile
     info = {"threshold": float(np.quantile(scores, q)), "quantile": q,
             "source": "image scores of the training split (normal images only)",
             "num_images": int(len(scores)), "score": config.eval.score}
-    files.write_json(os.path.join(workdir, THRESHOLD_FILE), info)
+    if sharding.is_primary():
+        files.write_json(os.path.join(workdir, THRESHOLD_FILE), info)
     return info
 
 

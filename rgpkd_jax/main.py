@@ -22,6 +22,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and images.")
 _MODE = flags.DEFINE_enum("mode", "train_eval", MODES, "What to run.")
 _INPUT = flags.DEFINE_string("input", None, "predict: an image file or a folder of images.")
+# Outside a cluster jax detects (SLURM, Cloud TPU, Open MPI, Kubernetes), --config.distributed
+# needs these three (docs/multihost.md).
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "with --config.distributed: host:port of process 0's coordinator.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "with --config.distributed: how many processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "with --config.distributed: this process's index.")
 
 
 def main(argv):
@@ -34,20 +40,30 @@ def main(argv):
         raise app.UsageError("--workdir is required: where checkpoints and metrics are written")
     if mode == "predict" and not _INPUT.value:
         raise app.UsageError("--mode=predict needs --input (an image file or a folder of images)")
+    explicit = {"coordinator_address": _COORDINATOR.value, "num_processes": _NUM_PROCESSES.value,
+                "process_id": _PROCESS_ID.value}
+    if not config.distributed and any(v is not None for v in explicit.values()):
+        raise app.UsageError("--coordinator_address, --num_processes and --process_id need "
+                             "--config.distributed=True")
+    import jax
     if config.distributed:
-        import jax
-        jax.distributed.initialize()
+        jax.distributed.initialize(**explicit)
     logging.info("config:\n%s", config)
+    primary = jax.process_index() == 0  # only process 0 prints; every process logs
 
     from rgpkd_jax import evaluate, predict, train  # imported late so --help stays fast
     if mode in ("train", "train_eval"):
         result = train.train_and_evaluate(config, workdir, evaluate_after=(mode == "train_eval"))
-        if mode == "train_eval" and "metrics" in result:
+        if primary and mode == "train_eval" and "metrics" in result:
             print(evaluate.format_summary(result), flush=True)
     elif mode == "eval":
-        print(evaluate.format_summary(evaluate.evaluate_checkpoint(config, workdir)), flush=True)
+        result = evaluate.evaluate_checkpoint(config, workdir)
+        if primary:
+            print(evaluate.format_summary(result), flush=True)
     else:
-        print(predict.format_summary(predict.predict_path(config, workdir, _INPUT.value)), flush=True)
+        result = predict.predict_path(config, workdir, _INPUT.value)
+        if primary:
+            print(predict.format_summary(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from rgpkd_jax import checkpointing, evaluate, files, visualize
+from rgpkd_jax import checkpointing, evaluate, files, sharding, visualize
 from rgpkd_jax.data import preprocess
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -60,7 +60,9 @@ def predict_path(config, workdir: str, input_path: str, *, output_dir: str | Non
     model, _, _ = checkpointing.load_trained_model(config, workdir)
     files, images, errors = load_images(list_images(input_path), config.dataset.image_size)
     output_dir = output_dir or os.path.join(workdir, "predictions")
-    os.makedirs(output_dir, exist_ok=True)
+    primary = sharding.is_primary()  # every process scores the images; process 0 writes
+    if primary:
+        os.makedirs(output_dir, exist_ok=True)
 
     rows = []
     if len(files):
@@ -69,11 +71,13 @@ def predict_path(config, workdir: str, input_path: str, *, output_dir: str | Non
         uint8_images = evaluate.to_uint8(images)
         for i, f in enumerate(files):
             heatmap_path = os.path.join(output_dir, _safe_name(f, input_path) + "_heatmap.png")
-            _save_png(visualize.overlay(uint8_images[i], maps[i], vmin, vmax), heatmap_path)
+            if primary:
+                _save_png(visualize.overlay(uint8_images[i], maps[i], vmin, vmax), heatmap_path)
             rows.append({"file": f, "score": float(scores[i]),
                          "defective": bool(scores[i] > threshold), "heatmap": heatmap_path})
     result = {"threshold": threshold, "predictions": rows, "errors": errors, "output_dir": output_dir}
-    _write_outputs(result, output_dir)
+    if primary:
+        _write_outputs(result, output_dir)
     return result
 
 

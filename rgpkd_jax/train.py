@@ -2,9 +2,11 @@
 
 `train_and_evaluate(config, workdir)` builds the model through `models.build_model`, loads the
 teacher, and runs a `jax.jit` train step over a ('data',) mesh of all devices (batch sharded, state
-replicated and donated). Checkpoints (orbax) hold the model, the optimiser, the step and the data
-iterator's position, so a rerun with the same workdir resumes exactly where the last one stopped.
-Nothing here looks at test data: evaluation happens once, after the last step.
+replicated and donated); the next batch is read and copied to the devices while a step runs.
+Checkpoints (orbax, saved asynchronously) hold the model, the optimiser, the step and the data
+iterators' positions, so a rerun with the same workdir resumes exactly where the last one stopped.
+Nothing here looks at test data: evaluation happens once, after the last step. With many processes
+each reads its shard of every global batch, and only process 0 writes files.
 """
 
 from __future__ import annotations
@@ -67,11 +69,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     total_steps = tc.epochs * steps_per_epoch
 
     model, teacher_info = checkpointing.setup_model(config)
-    files.write_json(os.path.join(workdir, "run_info.json"), {
-        "config": config.to_dict(), "teacher": teacher_info, "num_train": num_train,
-        "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-        "devices": [str(d) for d in jax.devices()], "process_count": jax.process_count(),
-        "jax_version": jax.__version__})
+    if sharding.is_primary():
+        files.write_json(os.path.join(workdir, "run_info.json"), {
+            "config": config.to_dict(), "teacher": teacher_info, "num_train": num_train,
+            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+            "devices": [str(d) for d in jax.devices()], "process_count": jax.process_count(),
+            "jax_version": jax.__version__})
 
     schedule = optim.make_schedule(tc, total_steps, steps_per_epoch)
     graphdef, state = checkpointing.split_train_state(model, tc, schedule)
@@ -83,23 +86,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     manager = checkpointing.checkpoint_manager(workdir, tc)
     step = manager.latest_step() or 0
     if step:
-        state = checkpointing.restore(manager, step, state, data_iterator)
+        state = checkpointing.restore(manager, step, state, data_iterator, config)
         state = jax.device_put(state, sharding.replicated(mesh))
         logging.info("resumed from the checkpoint at step %d of %d", step, total_steps)
 
     train_step = make_train_step(graphdef)
-    writer = metric_writer.MetricWriter(workdir, total_steps, step, enabled=jax.process_index() == 0)
+    writer = metric_writer.MetricWriter(workdir, total_steps, step, enabled=sharding.is_primary())
     stop_at = min(total_steps, step + tc.max_steps_this_run) if tc.max_steps_this_run else total_steps
-    window_start, window_steps, pending = time.perf_counter(), 0, []
+    batches = sharding.DevicePrefetcher(data_iterator, mesh)
+    window_start, window_steps, pending, save_s = time.perf_counter(), 0, [], 0.0
     last_saved = step
     profile_steps = (step + 2, step + 5) if config.profile_dir else None  # after the compile
     try:
         while step < stop_at:
             if profile_steps and step == profile_steps[0]:
                 jax.profiler.start_trace(config.profile_dir)
-            batch = sharding.shard_batch(next(data_iterator), mesh)
-            state, metrics = train_step(state, batch)
+            state, metrics = train_step(state, next(batches))
             step += 1
+            if step < stop_at:
+                batches.prefetch()  # the next batch is read and copied while this step runs
             window_steps += 1
             pending.append((step, metrics["loss"]))
             if profile_steps and step == profile_steps[1]:
@@ -115,26 +120,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                     "epoch": step / steps_per_epoch,
                     "learning_rate": float(schedule(step - 1)),
                     **{k: float(v) for k, v in metrics.items()},
+                    # Over the whole window since the previous record: steps, data, saves, compiles.
                     "images_per_sec": window_steps * tc.batch_size / elapsed,
                     "step_time_s": elapsed / window_steps,
+                    "data_wait_s": batches.wait_s,
+                    "checkpoint_save_s": save_s,
                 })
                 writer.advance(window_steps)
-                window_start, window_steps, pending = time.perf_counter(), 0, []
+                window_start, window_steps, pending, save_s = time.perf_counter(), 0, [], 0.0
+                batches.wait_s = 0.0
             if at_checkpoint:
-                checkpointing.save(manager, step, state, data_iterator)
+                start = time.perf_counter()
+                checkpointing.save(manager, step, state, batches, config)  # asynchronous
+                save_s += time.perf_counter() - start
                 last_saved = step
     finally:
         writer.close()
-        manager.close()
+        manager.close()  # waits for the last save
 
     model = nnx.merge(graphdef, state)["model"]
     if step < total_steps:
         logging.info("stopped at step %d of %d (train.max_steps_this_run); rerun to resume", step, total_steps)
         return {"step": step, "total_steps": total_steps, "finished": False}
-    evaluate.compute_threshold(model, config, workdir)  # normal training images only
+    runner = evaluate.MapRunner(model, config)  # compiled once for the threshold and the test split
+    evaluate.compute_threshold(runner, config, workdir)  # normal training images only
     if not evaluate_after:
         return {"step": step, "total_steps": total_steps, "finished": True}
-    return evaluate.evaluate_model(model, config, workdir, teacher_info=teacher_info)
+    return evaluate.evaluate_model(runner, config, workdir, teacher_info=teacher_info)
 
 
 def _raise_if_nonfinite(pending: list, last_saved: int) -> None:

@@ -119,14 +119,15 @@ def _ensure_absl_flags_parsed(*unused_worker_index_and_count) -> None:
         flags.FLAGS.mark_as_parsed()
 
 
-def _num_workers(config) -> int:
+def num_workers(config) -> int:
+    """`config.data.num_workers`: grain worker processes per jax process (0: threads only)."""
     data = config.get("data") or {}
     return int(data.get("num_workers", 0) or 0)
 
 
 def _to_iterator(dataset: grain.MapDataset, config) -> grain.DatasetIterator:
     iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
-    workers = _num_workers(config)
+    workers = num_workers(config)
     if workers > 0:
         _ensure_absl_flags_parsed()
         iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers),
