@@ -74,7 +74,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             "config": config.to_dict(), "teacher": teacher_info, "num_train": num_train,
             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
             "devices": [str(d) for d in jax.devices()], "process_count": jax.process_count(),
-            "jax_version": jax.__version__})
+            "conv_impl": model.conv_impl, "jax_version": jax.__version__})
 
     schedule = optim.make_schedule(tc, total_steps, steps_per_epoch)
     graphdef, state = checkpointing.split_train_state(model, tc, schedule)

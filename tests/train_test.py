@@ -114,6 +114,8 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, synthetic_data_dir)
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir, epochs=2, checkpoint_every_steps=3,
                          log_every_steps=1)
     train.train_and_evaluate(config, str(tmp_path / "straight"), evaluate_after=False)
+    with open(tmp_path / "straight" / "run_info.json") as f:
+        assert json.load(f)["conv_impl"] == "cpu"  # `auto`, resolved on this CPU-only machine
 
     resumed = str(tmp_path / "resumed")
     make = lambda: pipeline.train_iterator(config, seed=config.seed)  # noqa: E731
