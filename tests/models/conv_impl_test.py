@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rgpkd_jax import convert
+from rgpkd_jax import torch_state
 from rgpkd_jax.models import TRAINABLE, build_model, conv_ops, set_compute_dtype
 from rgpkd_jax.models.rd4ad import RD4AD
 from rgpkd_jax.models.rgpkd import RGPKD
@@ -80,7 +80,7 @@ def test_both_implementations_build_the_same_tree(method):
     a, b = nnx.to_pure_dict(nnx.state(xla)), nnx.to_pure_dict(nnx.state(cpu))
     assert jax.tree.structure(a) == jax.tree.structure(b)
     assert jax.tree.map(lambda x: (x.shape, x.dtype), a) == jax.tree.map(lambda x: (x.shape, x.dtype), b)
-    assert convert.torch_layout(xla) == convert.torch_layout(cpu)
+    assert torch_state.torch_layout(xla) == torch_state.torch_layout(cpu)
 
 
 def test_both_implementations_draw_the_same_initial_values():
