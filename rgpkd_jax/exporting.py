@@ -13,15 +13,9 @@ ONNX file carries the same in its metadata.
 
 * StableHLO: ``jax.export`` serialised for ``cpu`` and ``cuda``; ``jax.export.deserialize`` of the
   file's bytes gives a callable that needs no model code (:func:`load_stablehlo` adds the checks).
-* ONNX: ``jax2onnx.to_onnx`` of the traced jaxpr, replayed primitive by primitive
-  (:func:`_replay`): this keeps jax2onnx's flax-level rewrites away from our modules (its
-  ``nnx.max_pool`` patch does not take flax 0.12's positional arguments) and turns the ResNet
-  stem's 4-D max pool, which jax2onnx lowers to a 4-D ONNX MaxPool that onnxruntime refuses
-  ("Unsupported pooling size"), into a 3-D one over (N * C, H, W); and it turns products of an
-  activation with a matrix (1x1 convolutions, the map's upsampling and blur), which jax2onnx
-  lowers to ONNX Einsum, into 2-D products that it lowers to Gemm (onnxruntime: Einsum 0.50 s,
-  Gemm 0.32 s of a 1.3 s RD4AD WRN50 forward at 256 px). jax2onnx is an optional install
-  (README, "Deploy").
+* ONNX: ``jax2onnx.to_onnx`` of the traced jaxpr as :mod:`rgpkd_jax.onnx_rewrite` prepares it
+  (a max pool onnxruntime accepts, batch norm folded into the convolutions, Relu and Gemm where
+  onnxruntime fuses or runs them faster). jax2onnx is an optional install (README, "Deploy").
 """
 
 from __future__ import annotations
@@ -35,10 +29,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 from absl import logging
-from jax import lax
-from jax.extend import core as jax_core
 
-from rgpkd_jax import __version__, checkpointing, evaluate, files
+from rgpkd_jax import __version__, checkpointing, evaluate, files, onnx_rewrite
 from rgpkd_jax.deploy import artefact
 from rgpkd_jax.deploy.images import size_hw
 
@@ -100,11 +92,12 @@ def onnx_bytes(fn: MapFunction, image_size, description: dict) -> bytes:
     except ImportError as e:
         raise RuntimeError(f"ONNX export needs jax2onnx and onnx ({e}): {JAX2ONNX_INSTALL}") from None
     spec = input_spec(image_size)
-    closed = jax.make_jaxpr(fn)(spec)
+    ready = onnx_rewrite.onnx_ready(fn, spec)
     with _quiet_converter():
-        model = to_onnx(lambda images: tuple(_replay(closed, images)), [spec], opset=ONNX_OPSET,
+        model = to_onnx(ready, [spec], opset=ONNX_OPSET,
                         model_name=f"rgpkd_jax_{description['method']}", return_mode="proto",
                         input_names=[artefact.INPUT_NAME], output_names=list(artefact.OUTPUT_NAMES))
+    onnx_rewrite.fuse_conv_epilogues(model)
     model.producer_name, model.producer_version = "rgpkd_jax", __version__
     model.doc_string = (f"{description['method']} anomaly detector: images (batch, H, W, 3) ImageNet-normalised "
                         "-> anomaly_map (batch, H, W), score (batch)")
@@ -190,71 +183,3 @@ class _quiet_converter:
     def __exit__(self, *exc):
         for name, level in self._levels.items():
             std_logging.getLogger(name).setLevel(level)
-
-
-def _replay(closed: jax_core.ClosedJaxpr, *args) -> list:
-    """Evaluates a traced jaxpr primitive by primitive, inlining nested jits and custom-VJP
-    functions (only the forward matters here), with 4-D max pools made 3-D (see the module doc)."""
-    return _eval_jaxpr(closed.jaxpr, closed.consts, args)
-
-
-def _eval_jaxpr(jaxpr: jax_core.Jaxpr, consts, args) -> list:
-    env = {}
-
-    def read(var):
-        return var.val if isinstance(var, jax_core.Literal) else env[var]
-
-    env.update(zip(jaxpr.constvars, consts))
-    env.update(zip(jaxpr.invars, args))
-    for eqn in jaxpr.eqns:
-        inputs = [read(v) for v in eqn.invars]
-        sub = eqn.params.get("jaxpr") if eqn.primitive.name in ("jit", "pjit", "closed_call") else \
-            eqn.params.get("call_jaxpr") if eqn.primitive.name.startswith(("custom_vjp_call", "custom_jvp_call")) \
-            else None
-        if sub is not None:
-            outputs = _eval_jaxpr(sub.jaxpr, sub.consts, inputs)
-        elif eqn.primitive is lax.reduce_window_max_p and inputs[0].ndim == 4:
-            outputs = [_max_pool_3d(inputs[0], **eqn.params)]
-        elif eqn.primitive is lax.dot_general_p and _is_matrix_product(inputs, **eqn.params):
-            outputs = [_matrix_product(*inputs, **eqn.params)]
-        else:
-            outputs = eqn.primitive.bind(*inputs, **eqn.primitive.get_bind_params(eqn.params))
-            outputs = outputs if eqn.primitive.multiple_results else [outputs]
-        env.update(zip(eqn.outvars, outputs))
-    return [read(v) for v in jaxpr.outvars]
-
-
-def _max_pool_3d(x, *, window_dimensions, window_strides, padding, base_dilation, window_dilation):
-    """NHWC max pool with a (1, kh, kw, 1) window as one over (N * C, H, W)."""
-    if (window_dimensions[0], window_dimensions[3], window_strides[0], window_strides[3]) != (1, 1, 1, 1) \
-            or tuple(padding[0]) != (0, 0) or tuple(padding[3]) != (0, 0) \
-            or any(d != 1 for d in (*base_dilation, *window_dilation)):
-        raise NotImplementedError(f"ONNX export: a max pool over batch or channels ({window_dimensions}, "
-                                  f"strides {window_strides}, padding {padding}) has no 3-D form")
-    n, h, w, c = x.shape
-    planes = jnp.transpose(x, (0, 3, 1, 2)).reshape(n * c, h, w)
-    pooled = lax.reduce_window(planes, jnp.array(-jnp.inf, x.dtype), lax.max, (1, *window_dimensions[1:3]),
-                               (1, *window_strides[1:3]), ((0, 0), *padding[1:3]))
-    return jnp.transpose(pooled.reshape(n, c, *pooled.shape[1:]), (0, 2, 3, 1))
-
-
-def _is_matrix_product(inputs, *, dimension_numbers, **_) -> bool:
-    """A contraction of one axis of an activation (rank >= 3) with a matrix, no batch axes: a 1x1
-    convolution over NHWC, or one axis of the anomaly map's upsampling and blur."""
-    lhs, rhs = inputs
-    (lhs_contract, rhs_contract), (lhs_batch, _) = dimension_numbers
-    return lhs.ndim >= 3 and rhs.ndim == 2 and len(lhs_contract) == 1 and not lhs_batch
-
-
-def _matrix_product(lhs, rhs, *, dimension_numbers, precision, preferred_element_type, **_):
-    """`dot_general` of :func:`_is_matrix_product` as one (rows, k) x (k, n) product, which jax2onnx
-    lowers to ONNX Gemm (it lowers the rank >= 3 form to Einsum, which onnxruntime runs slower).
-    The output order is dot_general's: the lhs's free axes, then the rhs's."""
-    ((lhs_axis,), (rhs_axis,)), _ = dimension_numbers
-    free = [axis for axis in range(lhs.ndim) if axis != lhs_axis]
-    if lhs_axis != lhs.ndim - 1:
-        lhs = jnp.transpose(lhs, (*free, lhs_axis))
-    matrix = rhs if rhs_axis == 0 else rhs.T
-    product = lax.dot_general(lhs.reshape(-1, lhs.shape[-1]), matrix, (((1,), (0,)), ((), ())),
-                              precision=precision, preferred_element_type=preferred_element_type)
-    return product.reshape(*lhs.shape[:-1], matrix.shape[1])
