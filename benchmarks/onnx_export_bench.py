@@ -4,7 +4,7 @@ on this machine's CPU.
 
     python -m benchmarks.onnx_export_bench [--image_size 256] [--batch_sizes 1,16] [--repeats 5]
 
-Measured in one run: the artefact's size on disk (anomalib writes its weights into a
+Measured in one run: the artefact's size on disk (both exports keep their weights in a
 ``model.onnx.data`` file beside the graph; both files count), the latency of one
 ``InferenceSession.run`` per batch size, timed in interleaved rounds (ours, anomalib's, then the
 other order next round) after an untimed warm-up, and memory: each (model, batch size) in its own
@@ -61,10 +61,8 @@ def export_ours(directory: str, *, arch: str, image_size: int) -> str:
                                      threshold={"threshold": float("nan")})
     path = os.path.join(directory, "ours", "model.onnx")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    data = exporting.onnx_bytes(exporting.map_function(model, config), image_size,
-                                {**description, "format": "onnx"})
-    with open(path, "wb") as f:
-        f.write(data)
+    exporting.write_onnx(exporting.onnx_model(exporting.map_function(model, config), image_size,
+                                              {**description, "format": "onnx"}), path)
     return path
 
 

@@ -24,6 +24,8 @@ import importlib.metadata
 import json
 import logging as std_logging
 import os
+import shutil
+import tempfile
 from typing import Callable, Sequence
 
 import jax
@@ -40,7 +42,6 @@ DEFAULT_PLATFORMS = ("cpu", "cuda")
 ONNX_OPSET = 23
 JAX2ONNX_INSTALL = ("pip install -e '.[export]' && pip install --no-deps jax2onnx==0.17.1 "
                     "(README, 'Deploy': why --no-deps)")
-_ONNX_MAX_BYTES = 2**31 - 1  # protobuf's limit on one serialised message
 
 MapFunction = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -83,9 +84,9 @@ def stablehlo_bytes(fn: MapFunction, image_size, platforms: Sequence[str] = DEFA
     return bytes(exported.serialize())
 
 
-def onnx_bytes(fn: MapFunction, image_size, description: dict) -> bytes:
-    """``fn`` as an ONNX model (opset :data:`ONNX_OPSET`), batch symbolic, ``description`` in its
-    metadata."""
+def onnx_model(fn: MapFunction, image_size, description: dict):
+    """``fn`` as an ``onnx.ModelProto`` (opset :data:`ONNX_OPSET`), batch symbolic, ``description``
+    in its metadata."""
     try:
         import onnx
         from jax2onnx import to_onnx
@@ -103,11 +104,27 @@ def onnx_bytes(fn: MapFunction, image_size, description: dict) -> bytes:
                         "-> anomaly_map (batch, H, W), score (batch)")
     model.metadata_props.append(onnx.StringStringEntryProto(
         key=artefact.ONNX_METADATA_KEY, value=json.dumps(description, default=files.json_default)))
-    if model.ByteSize() > _ONNX_MAX_BYTES:
-        raise ValueError(f"the ONNX model would be {model.ByteSize() / 2**30:.1f} GiB, over protobuf's 2 GiB; "
-                         "shrink RGPKD's prompt bank (config.model.bank_size, bank_dtype=float16) or "
-                         "export --format=stablehlo")
-    return model.SerializeToString()
+    return model
+
+
+def write_onnx(model, path: str) -> list[str]:
+    """Writes the graph to ``path`` and the weights to ``path + '.data'`` (ONNX external data:
+    onnxruntime maps the file instead of copying it, which halves its memory, and the graph stays
+    under protobuf's 2 GiB). Each file is written under a unique temporary name, then renamed,
+    weights first. Returns [the data file]."""
+    import onnx
+
+    folder, name = os.path.split(os.path.abspath(path))
+    data_name = name + ".data"
+    tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=folder)
+    try:
+        onnx.save_model(model, os.path.join(tmp, name), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+        os.replace(os.path.join(tmp, data_name), os.path.join(folder, data_name))
+        os.replace(os.path.join(tmp, name), path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [os.path.join(folder, data_name)]
 
 
 def export_workdir(config, workdir: str, *, formats: Sequence[str] = artefact.FORMATS,
@@ -127,17 +144,17 @@ def export_workdir(config, workdir: str, *, formats: Sequence[str] = artefact.FO
     paths = {}
     for fmt in formats:
         path = os.path.join(output_dir, ARTEFACT_STEM + SUFFIXES[fmt])
+        data_files = []
         if fmt == "stablehlo":
             description = {**base, "format": fmt, "platforms": list(platforms)}
-            data = stablehlo_bytes(fn, config.dataset.image_size, platforms)
+            with files.atomic_write(path, "wb") as f:
+                f.write(stablehlo_bytes(fn, config.dataset.image_size, platforms))
         else:
             description = {**base, "format": fmt, "opset": ONNX_OPSET,
                            "versions": {**base["versions"], **_versions("jax2onnx", "onnx")}}
-            data = onnx_bytes(fn, config.dataset.image_size, description)
-        with files.atomic_write(path, "wb") as f:
-            f.write(data)
-        artefact.write(path, description)
-        logging.info("wrote %s (%.1f MB) and its sidecar", path, len(data) / 1e6)
+            data_files = write_onnx(onnx_model(fn, config.dataset.image_size, description), path)
+        artefact.write(path, description, data_files=data_files)
+        logging.info("wrote %s and its sidecar", path)
         paths[fmt] = path
     return paths
 

@@ -111,7 +111,8 @@ def test_onnx_under_onnxruntime_equals_the_jax_model(export_of, method):
     with open(artefact.sidecar_path(ex.paths["onnx"])) as f:
         sidecar = json.load(f)
     embedded = json.loads(predictor.session.get_modelmeta().custom_metadata_map[artefact.ONNX_METADATA_KEY])
-    assert embedded == {k: v for k, v in sidecar.items() if k not in ("artefact", "bytes", "sha256")}
+    assert embedded == {k: v for k, v in sidecar.items() if k not in ("artefact", "bytes", "sha256", "data_files")}
+    assert list(sidecar["data_files"]) == ["model.onnx.data"]
     assert sidecar["method"] == method and sidecar["teacher"]["weights"] == "random"
     assert sidecar["threshold"] == evaluate.read_threshold(ex.workdir)
     assert sidecar["preprocessing"]["image_size"] == [64, 64]
@@ -160,8 +161,9 @@ def _copy(src: str, folder) -> str:
     folder.mkdir(exist_ok=True)
     dst = str(folder / os.path.basename(src))
     shutil.copy(src, dst)
-    if os.path.exists(artefact.sidecar_path(src)):
-        shutil.copy(artefact.sidecar_path(src), artefact.sidecar_path(dst))
+    for suffix in (artefact.SIDECAR_SUFFIX, ".data"):  # the sidecar, ONNX's external weights
+        if os.path.exists(src + suffix):
+            shutil.copy(src + suffix, dst + suffix)
     return dst
 
 
@@ -192,6 +194,13 @@ def test_damaged_or_mismatched_artefacts_give_one_line_errors(export_of, tmp_pat
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 1 and cli.stdout == ""
     assert cli.stderr.startswith("error: onnxruntime cannot load") and cli.stderr.count("\n") == 1
+
+    cut_weights = _copy(onnx_path, tmp_path / "cut_weights")
+    with open(cut_weights + ".data", "r+b") as f:
+        f.truncate(1000)
+    _one_line_error(ValueError, lambda: Predictor(cut_weights), "model.onnx.data .* damaged or truncated")
+    os.remove(cut_weights + ".data")
+    _one_line_error(FileNotFoundError, lambda: Predictor(cut_weights), "model.onnx.data is missing")
 
     other_format = _copy(onnx_path, tmp_path / "other_format")
     shutil.copy(artefact.sidecar_path(hlo_path), artefact.sidecar_path(other_format))

@@ -3,8 +3,10 @@
 ``python -m rgpkd_jax.export`` writes each artefact (``model.onnx``, ``model.stablehlo``) with a
 JSON sidecar beside it (``model.onnx.json``, ...): the method, the predict threshold, the
 preprocessing constants, the anomaly-map settings, the teacher's provenance, the package versions,
-and the artefact's size and sha256. The ONNX file carries the same description (without size and
-hash) in its metadata under the key :data:`ONNX_METADATA_KEY`; a StableHLO file has no place for it.
+and the size and sha256 of the artefact and of its external-data file (ONNX keeps its weights in
+``model.onnx.data``, which onnxruntime maps into memory). The ONNX file carries the same
+description (without sizes and hashes) in its metadata under the key :data:`ONNX_METADATA_KEY`;
+a StableHLO file has no place for it.
 
 Every check here raises ``ValueError`` / ``FileNotFoundError`` with one line that says what is
 wrong and what to do; command lines print it as ``error: ...``.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -47,18 +50,21 @@ def _short(values: np.ndarray) -> list[float]:
     return [float(f"{v:.7g}") for v in values]
 
 
-def write(artefact_path: str, description: dict) -> str:
-    """Writes the sidecar of the (already written) artefact: ``description`` plus its size and
-    sha256. Returns the sidecar's path."""
-    sidecar = {**description, "artefact": os.path.basename(artefact_path),
-               "bytes": os.path.getsize(artefact_path), "sha256": files.file_digest(artefact_path, "sha256")}
+def write(artefact_path: str, description: dict, *, data_files: Sequence[str] = ()) -> str:
+    """Writes the sidecar of the (already written) artefact: ``description`` plus the size and sha256
+    of the artefact and of its ``data_files`` (ONNX external data, beside it). Returns the sidecar's
+    path."""
+    folder = os.path.dirname(os.path.abspath(artefact_path))
+    sidecar = {**description, "artefact": os.path.basename(artefact_path), **_fingerprint(artefact_path),
+               "data_files": {os.path.basename(f): _fingerprint(os.path.join(folder, os.path.basename(f)))
+                              for f in data_files}}
     files.write_json(sidecar_path(artefact_path), sidecar)
     return sidecar_path(artefact_path)
 
 
 def read(artefact_path: str, fmt: str) -> dict:
-    """The sidecar of ``artefact_path``, checked against the artefact (size and sha256) and
-    against what this package can run (schema, format, preprocessing)."""
+    """The sidecar of ``artefact_path``, checked against the artefact and its data files (size and
+    sha256) and against what this package can run (schema, format, preprocessing)."""
     path = sidecar_path(artefact_path)
     if not os.path.isfile(artefact_path):
         raise FileNotFoundError(f"{artefact_path} does not exist; {_EXPORT_AGAIN}")
@@ -71,13 +77,27 @@ def read(artefact_path: str, fmt: str) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON ({e}); {_EXPORT_AGAIN}") from None
     check(description, fmt, source=path)
-    size = os.path.getsize(artefact_path)
-    if description.get("bytes") != size or description.get("sha256") != files.file_digest(artefact_path, "sha256"):
-        raise ValueError(
-            f"{artefact_path} ({size} bytes) is not the file its sidecar {path} describes "
-            f"({description.get('bytes')} bytes, sha256 {str(description.get('sha256'))[:12]}...): the "
-            f"artefact is damaged or truncated, or the sidecar belongs to another export; {_EXPORT_AGAIN}")
+    folder = os.path.dirname(os.path.abspath(artefact_path))
+    expected = {artefact_path: {k: description.get(k) for k in ("bytes", "sha256")}}
+    expected.update({os.path.join(folder, name): fingerprint
+                     for name, fingerprint in (description.get("data_files") or {}).items()})
+    for file, fingerprint in expected.items():
+        if not os.path.isfile(file):
+            raise FileNotFoundError(f"{file} is missing: {artefact_path} keeps its weights there; {_EXPORT_AGAIN}")
+        found = _fingerprint(file, fingerprint.get("bytes"))
+        if found != fingerprint:
+            raise ValueError(
+                f"{file} ({found['bytes']} bytes) is not the file the sidecar {path} describes "
+                f"({fingerprint.get('bytes')} bytes, sha256 {str(fingerprint.get('sha256'))[:12]}...): the "
+                f"artefact is damaged or truncated, or the sidecar belongs to another export; {_EXPORT_AGAIN}")
     return description
+
+
+def _fingerprint(path: str, expected_bytes: int | None = None) -> dict:
+    """{"bytes", "sha256"} of a file (no hashing when its size already differs from expected_bytes)."""
+    size = os.path.getsize(path)
+    digest = files.file_digest(path, "sha256") if expected_bytes in (None, size) else None
+    return {"bytes": size, "sha256": digest}
 
 
 def check(description: dict, fmt: str, *, source: str) -> None:
