@@ -120,6 +120,8 @@ def write_onnx(model, path: str) -> list[str]:
     try:
         onnx.save_model(model, os.path.join(tmp, name), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+        # onnx creates the data file owner-only; give it the graph file's (umask) permissions.
+        os.chmod(os.path.join(tmp, data_name), os.stat(os.path.join(tmp, name)).st_mode & 0o777)
         os.replace(os.path.join(tmp, data_name), os.path.join(folder, data_name))
         os.replace(os.path.join(tmp, name), path)
     finally:
