@@ -14,20 +14,13 @@ import uuid
 
 from absl import logging
 
-CHUNK = 1 << 20
+from rgpkd_jax.files import CHUNK, file_digest
+
 TIMEOUT_S = 60  # per socket operation, not for the whole file
 
 
 class DownloadError(RuntimeError):
     """A file could not be fetched, or it is not the file its digest promises."""
-
-
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch(url: str, target: str | os.PathLike, *, algorithm: str, expected: str,

@@ -12,6 +12,7 @@ the same arrays, and only process 0 writes the files.
 from __future__ import annotations
 
 import functools
+import json
 import os
 
 import jax
@@ -21,6 +22,7 @@ from flax import nnx
 
 from rgpkd_jax import anomaly_maps, checkpointing, files, sharding, visualize
 from rgpkd_jax.data import pipeline, preprocess
+from rgpkd_jax.deploy.images import to_uint8
 from rgpkd_jax.metrics import summary
 
 METRICS_FILE = "eval_metrics.json"
@@ -102,11 +104,6 @@ def collect_test_predictions(model, config) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in parts.items() if v}
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Normalised NHWC images back to uint8 RGB (for figures and heat-map overlays)."""
-    return (np.clip(np.asarray(preprocess.denormalize(images)), 0, 1) * 255).round().astype(np.uint8)
-
-
 def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = None) -> dict:
     """Evaluates `model` (an nnx model or a :class:`MapRunner`) on the test split; process 0
     writes `eval_metrics.json` and figures into workdir. Every process returns the result."""
@@ -163,6 +160,16 @@ def compute_threshold(model, config, workdir: str) -> dict:
     if sharding.is_primary():
         files.write_json(os.path.join(workdir, THRESHOLD_FILE), info)
     return info
+
+
+def read_threshold(workdir: str) -> dict:
+    """The workdir's ``threshold.json`` (what :func:`compute_threshold` wrote)."""
+    path = os.path.join(workdir, THRESHOLD_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing; it is written at the end of training "
+                                "(--mode=train or train_eval with the same --config and --workdir)")
+    with open(path) as f:
+        return json.load(f)
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:

@@ -8,12 +8,15 @@ write the same file never share a temporary, and the last rename wins whole.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import uuid
 from typing import IO, Any, Iterator
 
 import numpy as np
+
+CHUNK = 1 << 20
 
 
 @contextlib.contextmanager
@@ -55,3 +58,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_write(path) as f:
         f.write(text)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (any :mod:`hashlib` name), read in chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from rgpkd_jax import files
+from rgpkd_jax.deploy.images import overlay
 from rgpkd_jax.metrics import aupro, auroc
 
 SHEET_FILE = "examples.png"
@@ -27,14 +28,6 @@ def pick_examples(labels: np.ndarray, scores: np.ndarray, per_kind: int) -> list
     good = good[np.argsort(-scores[good], kind="stable")][:per_kind]
     bad = bad[np.linspace(0, len(bad) - 1, min(per_kind, len(bad))).round().astype(int)] if len(bad) else bad
     return [int(i) for i in np.concatenate([good, bad])]
-
-
-def overlay(image: np.ndarray, heat: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """A jet-coloured heat map blended over a uint8 RGB image (0.5 / 0.5)."""
-    plt = _pyplot()
-    norm = np.clip((heat - vmin) / max(vmax - vmin, 1e-12), 0, 1)
-    colored = plt.get_cmap("jet")(norm)[..., :3]
-    return (0.5 * image / 255.0 + 0.5 * colored).clip(0, 1)
 
 
 def example_sheet(predictions: dict, path: str, per_kind: int) -> None:

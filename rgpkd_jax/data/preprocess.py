@@ -17,59 +17,14 @@ A mask whose maximum is 1 cannot mean "barely visible anomaly" in any dataset we
 
 from __future__ import annotations
 
-import io
-import os
-from typing import Union
-
 import numpy as np
 from PIL import Image
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-Size = Union[int, tuple[int, int]]
-ImageSource = Union[bytes, str, os.PathLike, Image.Image]
-
-
-def _hw(size: Size) -> tuple[int, int]:
-    """(height, width) from an int (square) or a pair."""
-    if isinstance(size, int):
-        return size, size
-    height, width = size
-    return int(height), int(width)
-
-
-def open_image(source: ImageSource) -> Image.Image:
-    """Opens encoded bytes, a path or a PIL image, fully decoded (corrupt files fail here)."""
-    if isinstance(source, Image.Image):
-        return source
-    if isinstance(source, bytes):
-        image = Image.open(io.BytesIO(source))
-    else:
-        image = Image.open(os.fspath(source))
-    image.load()
-    return image
-
-
-def to_rgb(source: ImageSource) -> Image.Image:
-    """The official loader's `Image.open(path).convert('RGB')`."""
-    image = open_image(source)
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def preprocess_image(source: ImageSource, size: Size) -> np.ndarray:
-    """Encoded/PIL image -> (H, W, 3) float32, ImageNet-normalised."""
-    height, width = _hw(size)
-    image = to_rgb(source)
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
-    return (pixels - IMAGENET_MEAN) / IMAGENET_STD
-
-
-def denormalize(images: np.ndarray) -> np.ndarray:
-    """Inverse of the normalisation: NHWC or HWC float in [0, 1] (for reconstructions, plots)."""
-    return np.clip(images * IMAGENET_STD + IMAGENET_MEAN, 0.0, 1.0)
+# The image path is shared with the deployed predictor, which must not import JAX: it lives in
+# rgpkd_jax.deploy.images (numpy and Pillow only) and is re-exported here.
+from rgpkd_jax.deploy.images import (  # noqa: F401 - re-exported
+    IMAGENET_MEAN, IMAGENET_STD, ImageSource, Size, denormalize, open_image, preprocess_image, size_hw,
+    to_rgb)
 
 
 def mask_to_uint8(source: ImageSource) -> np.ndarray:
@@ -83,7 +38,7 @@ def mask_to_uint8(source: ImageSource) -> np.ndarray:
 
 def preprocess_mask(source: ImageSource, size: Size) -> np.ndarray:
     """Mask -> (H, W) float32 in {0, 1}: bilinear resize of the 0..255 mask, then > 0.5."""
-    height, width = _hw(size)
+    height, width = size_hw(size)
     grey = Image.fromarray(mask_to_uint8(source))
     if grey.size != (width, height):
         grey = grey.resize((width, height), Image.Resampling.BILINEAR)

@@ -1,0 +1,144 @@
+"""Images in, heat maps out, with numpy and Pillow alone: the one implementation that training,
+evaluation, ``--mode predict`` and the deployed predictor all use.
+
+Preprocessing is the official RD4AD / SK-RD4AD code's (REFERENCE_SPEC §1): PIL -> RGB (grayscale
+gets three equal channels) -> PIL bilinear resize on the uint8 image to the configured size (PIL
+low-pass filters when downscaling, as torchvision's Resize does on PIL images) -> float32 in
+[0, 1] -> ImageNet normalisation; the result equals torchvision's bit for bit.
+
+Heat maps are a jet colour map blended half and half over the image; the jet table is
+matplotlib's (same segment data, 256 entries, same lookup), so figures need no matplotlib here.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+INTERPOLATION = "bilinear"  # PIL's, on the uint8 RGB image
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+Size = Union[int, tuple[int, int]]
+ImageSource = Union[bytes, str, os.PathLike, Image.Image]
+
+_log = logging.getLogger(__name__)
+
+
+def size_hw(size: Size) -> tuple[int, int]:
+    """(height, width) from an int (square) or a pair."""
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+def open_image(source: ImageSource) -> Image.Image:
+    """Opens encoded bytes, a path or a PIL image, fully decoded (corrupt files fail here)."""
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, bytes):
+        image = Image.open(io.BytesIO(source))
+    else:
+        image = Image.open(os.fspath(source))
+    image.load()
+    return image
+
+
+def to_rgb(source: ImageSource) -> Image.Image:
+    """The official loader's `Image.open(path).convert('RGB')`."""
+    image = open_image(source)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def preprocess_image(source: ImageSource, size: Size) -> np.ndarray:
+    """Encoded/PIL image -> (H, W, 3) float32, ImageNet-normalised."""
+    height, width = size_hw(size)
+    image = to_rgb(source)
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    return (pixels - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def denormalize(images: np.ndarray) -> np.ndarray:
+    """Inverse of the normalisation: NHWC or HWC float in [0, 1] (for reconstructions, plots)."""
+    return np.clip(images * IMAGENET_STD + IMAGENET_MEAN, 0.0, 1.0)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Normalised NHWC images back to uint8 RGB (for figures and heat-map overlays)."""
+    return (np.clip(np.asarray(denormalize(images)), 0, 1) * 255).round().astype(np.uint8)
+
+
+def list_images(path: str) -> list[str]:
+    """``path`` itself if it is a file, else the image files under it (recursively, sorted)."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"--input {path!r} is neither an image file nor a folder")
+    found = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+                   if name.lower().endswith(IMAGE_SUFFIXES))
+    if not found:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {path!r}")
+    return found
+
+
+def load_images(paths: list[str], size: Size) -> tuple[list[str], np.ndarray, dict[str, str]]:
+    """Preprocesses each file; returns the readable ones, their batch, and {file: error} for the rest."""
+    good, images, errors = [], [], {}
+    for path in paths:
+        try:
+            images.append(preprocess_image(path, size))
+            good.append(path)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is reported and skipped
+            errors[path] = f"{type(e).__name__}: {e}"
+            _log.warning("skipping %s: %s", path, errors[path])
+    stacked = np.stack(images) if images else np.zeros((0, *size_hw(size), 3), np.float32)
+    return good, stacked, errors
+
+
+# matplotlib's `_jet_data`: per channel, (x, value left of x, value right of x).
+_JET_SEGMENTS = (
+    ((0.00, 0, 0), (0.35, 0, 0), (0.66, 1, 1), (0.89, 1, 1), (1.00, 0.5, 0.5)),
+    ((0.000, 0, 0), (0.125, 0, 0), (0.375, 1, 1), (0.640, 1, 1), (0.910, 0, 0), (1.000, 0, 0)),
+    ((0.00, 0.5, 0.5), (0.11, 1, 1), (0.34, 1, 1), (0.65, 0, 0), (1.00, 0, 0)),
+)
+_JET_ENTRIES = 256
+
+
+def _segment_table(segments, entries: int) -> np.ndarray:
+    """matplotlib's `_create_lookup_table` (gamma 1) for one channel."""
+    x, left, right = (np.array(column, dtype=float) for column in zip(*segments))
+    x = x * (entries - 1)
+    positions = (entries - 1) * np.linspace(0, 1, entries)
+    index = np.searchsorted(x, positions)[1:-1]
+    distance = (positions[1:-1] - x[index - 1]) / (x[index] - x[index - 1])
+    inner = distance * (left[index] - right[index - 1]) + right[index - 1]
+    return np.clip(np.concatenate([[right[0]], inner, [left[-1]]]), 0.0, 1.0)
+
+
+JET = np.stack([_segment_table(s, _JET_ENTRIES) for s in _JET_SEGMENTS], axis=-1)  # (256, 3)
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] of values in [0, 1], as ``matplotlib.colormaps['jet'](values)[..., :3]``
+    (the scaling happens in the values' own dtype, as matplotlib's; NaN is black)."""
+    scaled = np.array(values, copy=True)
+    scaled *= _JET_ENTRIES
+    scaled[scaled == _JET_ENTRIES] = _JET_ENTRIES - 1
+    bad = np.isnan(scaled)
+    index = np.clip(np.where(bad, 0, scaled), 0, _JET_ENTRIES - 1).astype(int)
+    return np.where(bad[..., None], 0.0, JET[index])
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """A jet-coloured heat map blended over a uint8 RGB image (0.5 / 0.5)."""
+    norm = np.clip((heat - vmin) / max(vmax - vmin, 1e-12), 0, 1)
+    return (0.5 * image / 255.0 + 0.5 * jet(norm)).clip(0, 1)
