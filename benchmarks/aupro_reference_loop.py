@@ -1,6 +1,6 @@
 """The reference of the speed benchmark's AU-PRO rows: RD4AD's per-image AUPRO as its code computes it.
 
-A threshold loop (REFERENCE_SPEC §2.6), kept apart from the library's fast `aupro_rd4ad_per_image`
+A threshold loop (docs/reference.md §2.6), kept apart from the library's fast `aupro_rd4ad_per_image`
 so that the benchmark times the two against each other and checks they agree.
 """
 
@@ -12,7 +12,7 @@ import scipy.ndimage
 
 def threshold_loop_aupro(maps: np.ndarray, masks: np.ndarray, *, fpr_limit: float = 0.3,
                          num_thresholds: int = 200, label_once: bool = False) -> float:
-    """RD4AD's per-image AUPRO written the way its `compute_pro` computes it (REFERENCE_SPEC §2.6).
+    """RD4AD's per-image AUPRO written the way its `compute_pro` computes it (docs/reference.md §2.6).
 
     Per defective image: for each of 200 thresholds from the map's min to max, binarise the map;
     label the ground truth's 8-connected regions and, region by region (its pixel coordinates, as

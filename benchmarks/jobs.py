@@ -33,7 +33,7 @@ ERROR_FILE = "error.json"
 SPEC_FILE = "job.json"
 TINY_DATASET = "synthetic"
 
-# RGPKD's switches (DESIGN.md "RGPKD as we implement it"), one job variant each.
+# RGPKD's switches (docs/rgpkd.md), one job variant each.
 ABLATIONS = {
     "no_prompts": ("model.prompts=False",),
     "no_reconstruction": ("model.reconstruction=False",),

@@ -1,9 +1,9 @@
-"""Published numbers, as data, each with where it comes from (REFERENCE_SPEC.md §2.9, §3.4, §4.1, §4.4).
+"""Published numbers, as data, each with where it comes from (docs/reference.md §2.9, §3.4, §4.1, §4.4).
 
 Values are percentages as printed (sources that print fractions, e.g. `.984`, are written as 98.4).
 Metric names are ours, so a published number sits beside the metric it was computed with:
 the "PRO"/"AUPRO" that RD4AD, SK-RD4AD and the RGPKD repository publish is the RD4AD code's per-image
-variant, i.e. our `aupro_rd4ad_per_image`, never the official `aupro` (REFERENCE_SPEC §5.2). No source
+variant, i.e. our `aupro_rd4ad_per_image`, never the official `aupro` (docs/reference.md §5.2). No source
 publishes the official MVTec AU-PRO for these methods, so that column has no published value.
 
 Scopes: a category name, `mean` (over all the dataset's categories), or `mean/<group>` for the
@@ -54,7 +54,7 @@ REFERENCES = (
     Reference(
         key="rd4ad_paper", title="RD4AD paper (Deng & Li, CVPR 2022), Tables 1-2, WRN50-2",
         method="rd4ad", dataset="mvtec_ad", primary=True,
-        source="REFERENCE_SPEC §2.9 (paper tables as recalled; per-class values reproduce the published "
+        source="docs/reference.md §2.9 (paper tables as recalled; per-class values reproduce the published "
                "means exactly; carpet, bottle, hazelnut, leather, cable confirmed by SK-RD4AD READMEs)",
         caveat="PRO is the RD4AD code's per-image AUPRO; the code selects nothing on test data but "
                "evaluates the test set every 10 epochs",
@@ -72,9 +72,9 @@ REFERENCES = (
     Reference(
         key="anomalib_rd", title="anomalib ReverseDistillation benchmark (README), WRN50-2",
         method="rd4ad", dataset="mvtec_ad", primary=False,
-        source="REFERENCE_SPEC §2.9 secondary reference: anomalib README @ 161bb36 (seed 42, batch 16; "
+        source="docs/reference.md §2.9 secondary reference: anomalib README @ 161bb36 (seed 42, batch 16; "
                "printed as fractions)",
-        caveat="anomalib deviates from the official code (REFERENCE_SPEC §6)",
+        caveat="anomalib deviates from the official code (docs/reference.md §6)",
         values={
             IMAGE_AUROC: {**_by_scope(_MVTEC_ORDER, (98.4, 100.0, 100.0, 100.0, 99.7, 100.0, 96.6, 97.4, 100.0,
                                                      100.0, 97.2, 98.5, 95.3, 97.0, 97.8)),
@@ -87,10 +87,10 @@ REFERENCES = (
         key="rgpkd_repo_result_test",
         title="RGPKD repository Result_test.csv: a WRN50 RD-style model, NOT RGPKD",
         method="rd4ad", dataset="mvtec_ad", primary=False,
-        source="REFERENCE_SPEC §4.4: Cariaaaaaa/RGPKD Result_test.csv (blob 808239c) from test.py @ 4fe7741, "
+        source="docs/reference.md §4.4: Cariaaaaaa/RGPKD Result_test.csv (blob 808239c) from test.py @ 4fe7741, "
                "which evaluates WRN50 + OCBE + RD decoder from ./checkpoints/Best.pth (printed as fractions)",
         caveat="unknown training; one checkpoint evaluated on every class; AUPRO is the per-image "
-               "variant; the spec's means are inferred, so none are listed",
+               "variant; the means given in docs/reference.md §4.4 are inferred, so none are listed",
         values={
             PIXEL_AUROC: {"carpet": 99.0, "bottle": 98.1, "hazelnut": 98.9, "leather": 99.5, "cable": 80.4,
                           "capsule": 97.4, "grid": 98.5, "pill": 96.9, "transistor": 83.1, "metal_nut": 94.4,
@@ -106,7 +106,7 @@ REFERENCES = (
     Reference(
         key="sk_rd4ad_readme", title="SK-RD4AD README (pej0918/SK-RD4AD)",
         method="sk_rd4ad", dataset="mvtec_ad", primary=True,
-        source="REFERENCE_SPEC §3.4: pej0918/SK-RD4AD README.md (blob 542f448) @ 21bd280; only four "
+        source="docs/reference.md §3.4: pej0918/SK-RD4AD README.md (blob 542f448) @ 21bd280; only four "
                "classes and the 15-class mean are published",
         caveat="AUPRO is the per-image variant; checkpoint selection undocumented (test-set maxima likely); "
                "no image AUROC published",
@@ -117,7 +117,7 @@ REFERENCES = (
     Reference(
         key="sk_rd4ad_dev_readme", title="SK-RD4AD earlier dev README (2024-Hanium-Anomaly-Dection/SK-RD4AD)",
         method="sk_rd4ad", dataset="mvtec_ad", primary=False,
-        source="REFERENCE_SPEC §3.4: readme.md (blob 348884e) in the Hanium history @ 8c2971b",
+        source="docs/reference.md §3.4: readme.md (blob 348884e) in the Hanium history @ 8c2971b",
         caveat="an earlier run; AUPRO is the per-image variant",
         values={
             PIXEL_AUROC: {"cable": 97.4, "mean": 97.91},
@@ -126,7 +126,7 @@ REFERENCES = (
     Reference(
         key="sk_rd4ad_readme_visa", title="SK-RD4AD README, VisA table",
         method="sk_rd4ad", dataset="visa", primary=True,
-        source="REFERENCE_SPEC §3.4: pej0918/SK-RD4AD README.md (blob 542f448) @ 21bd280",
+        source="docs/reference.md §3.4: pej0918/SK-RD4AD README.md (blob 542f448) @ 21bd280",
         caveat="AUPRO code for VisA is missing from the repository (protocol assumed per-image)",
         values={
             PIXEL_AUROC: {"pcb1": 99.6, "pcb2": 98.3, "pcb3": 98.3, "pcb4": 98.6, "pipe_fryum": 99.1,
@@ -139,7 +139,7 @@ REFERENCES = (
     Reference(
         key="rd4ad_visa_per_sk_readme", title="RD4AD on VisA as given by the SK-RD4AD README",
         method="rd4ad", dataset="visa", primary=True,
-        source="REFERENCE_SPEC §3.4: RD4AD column of the SK-RD4AD README VisA table; RD4AD itself "
+        source="docs/reference.md §3.4: RD4AD column of the SK-RD4AD README VisA table; RD4AD itself "
                "publishes no VisA numbers (§2.7)",
         caveat="provenance unknown; the pixel-AUROC mean 97.8 does not match its rows (they average 98.3, "
                "it looks copied from MVTec); AUPRO values of 43-46 on pcb1/2 suggest a different AUPRO "
@@ -155,7 +155,7 @@ REFERENCES = (
     Reference(
         key="rgpkd_readme_claim", title="RGPKD README claim (unverifiable)",
         method="rgpkd", dataset="mvtec_ad", primary=True,
-        source="REFERENCE_SPEC §4.1: Cariaaaaaa/RGPKD README.md (blob 1677422) @ 7fcf649",
+        source="docs/reference.md §4.1: Cariaaaaaa/RGPKD README.md (blob 1677422) @ 7fcf649",
         caveat="no training code, no checkpoints, no paper text; the sub-means imply 99.7, not 99.8; "
                "our RGPKD is an interpretation (docs/rgpkd.md)",
         values={IMAGE_AUROC: {"mean": 99.8, "mean/textures": 99.9, "mean/objects": 99.6}}),

@@ -18,7 +18,7 @@ Rows (images/s unless said otherwise):
   infer/batch<B>          forward + anomaly map + score, maps back on the host;
   eval/end_to_end         forward + maps over a test set, image AUROC, pixel AUROC, AU-PRO;
   aupro/*                 AU-PRO alone on the same maps against the per-image threshold loop as
-                          RD4AD's code computes it (REFERENCE_SPEC §2.6; regions relabelled at every
+                          RD4AD's code computes it (docs/reference.md §2.6; regions relabelled at every
                           threshold), the same loop labelling once per image, and anomalib's AUPRO;
   memory/*                peak resident memory (MiB), beyond the process's RSS once its libraries
                           are imported, and of the whole process; on an accelerator also the

@@ -1,4 +1,4 @@
-"""RD4AD (Deng & Li, CVPR 2022) with the official recipe (REFERENCE_SPEC §2.4).
+"""RD4AD (Deng & Li, CVPR 2022) with the official recipe (docs/reference.md §2.4).
 
     python -m rgpkd_jax.main --config configs/rd4ad.py:mvtec_ad/bottle --workdir workdirs/rd4ad_bottle
 

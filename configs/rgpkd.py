@@ -1,8 +1,8 @@
-"""RGPKD as we interpret it (DESIGN.md "RGPKD as we implement it"; docs/rgpkd.md).
+"""RGPKD as we interpret it (docs/rgpkd.md).
 
     python -m rgpkd_jax.main --config configs/rgpkd.py:mvtec_ad/bottle --workdir workdirs/rgpkd_bottle
 
-The authors published no training code (REFERENCE_SPEC §4); every default below is our choice:
+The authors published no training code (docs/reference.md §4); every default below is our choice:
 ResNet18 teacher, U-Net student with its own encoder, prompt bank of teacher features with top-1
 retrieval used in training and test, reconstruction loss MSE + (1 - SSIM), Adam with warm-up then
 linear decay. Ablations: --config.model.prompts=False, .reconstruction=False, .skips=False,

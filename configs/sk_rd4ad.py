@@ -1,4 +1,4 @@
-"""SK-RD4AD (Park et al., CVPRW 2025): RD4AD + non-corresponding skips (REFERENCE_SPEC §3).
+"""SK-RD4AD (Park et al., CVPRW 2025): RD4AD + non-corresponding skips (docs/reference.md §3).
 
     python -m rgpkd_jax.main --config configs/sk_rd4ad.py:mvtec_ad/bottle --workdir workdirs/sk_bottle
 

@@ -1,6 +1,6 @@
 """Anomaly maps and image scores from teacher / student features, as the RD4AD evaluation code.
 
-REFERENCE_SPEC §2.5: per level ``1 - cos(teacher, student)`` over channels, bilinear upsampling
+docs/reference.md §2.5: per level ``1 - cos(teacher, student)`` over channels, bilinear upsampling
 with ``align_corners=True`` to the image size, sum over levels (product as an option), then
 ``scipy.ndimage.gaussian_filter(sigma=4)`` (truncate 4, 'reflect' border); image score = max.
 

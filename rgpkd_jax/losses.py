@@ -1,7 +1,7 @@
 """Training losses: distillation distances (RD4AD / SK-RD4AD), MSE and SSIM.
 
 Feature lists are paired level by level (``teacher[i]`` with ``student[i]``, NHWC, shallow to deep;
-see docs/architecture.md). Everything follows the official PyTorch code (REFERENCE_SPEC §2.3, §3.2),
+see docs/architecture.md). Everything follows the official PyTorch code (docs/reference.md §2.3, §3.2),
 not the papers' equations, because the published numbers come from the code.
 """
 

@@ -69,7 +69,7 @@ def test_gaussian_blur_sigma_zero_and_bad_sigma():
 
 
 def reference_anomaly_map(teacher, student, size, sigma, combine):
-    """REFERENCE_SPEC §2.5 with torch and scipy, in float64 after the torch steps."""
+    """docs/reference.md §2.5 with torch and scipy, in float64 after the torch steps."""
     import torch.nn.functional as F
     total = np.ones((len(teacher[0]), size, size)) if combine == "product" else 0.0
     for t, s in zip(teacher, student):

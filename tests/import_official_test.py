@@ -1,5 +1,5 @@
 """`python -m rgpkd_jax.convert --official_rd4ad`: an official checkpoint becomes a workdir that
---mode=eval evaluates, with the official modules' outputs (torch reference built from the spec)."""
+--mode=eval evaluates, with the official modules' outputs (torch reference built from docs/reference.md)."""
 
 from __future__ import annotations
 

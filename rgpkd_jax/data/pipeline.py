@@ -21,7 +21,7 @@ reproducible and a restored iterator (`get_state`/`set_state`) resumes at the ex
 process `i` takes positions `i, i + shard_count, ...`; the per-process batches of one step together
 are exactly the global batch a single process would see. Every batch has the same shape: the last
 partial batch of each epoch is dropped (`drop_remainder=True`). This deviates from the official
-loader, which keeps it (REFERENCE_SPEC §7 "Batches"); a varying batch size would recompile the
+loader, which keeps it (docs/reference.md §7 "Batches"); a varying batch size would recompile the
 jitted step, and padding would corrupt the BatchNorm statistics.
 
 Test (`test_batches`): finite, in record order (sorted by file name), the last batch may be short.

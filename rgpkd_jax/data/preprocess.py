@@ -1,4 +1,4 @@
-"""Host-side preprocessing, exactly as the official RD4AD / SK-RD4AD code (REFERENCE_SPEC §1).
+"""Host-side preprocessing, exactly as the official RD4AD / SK-RD4AD code (docs/reference.md §1).
 
 Images: PIL -> RGB (grayscale gets three equal channels) -> PIL bilinear resize to the configured
 size (PIL low-pass filters when downscaling, as torchvision's Resize does on PIL images) -> float32
@@ -10,7 +10,7 @@ uses bilinear (not nearest) interpolation and thresholds in evaluation; we thres
 mask in a batch is exactly 0/1.
 
 0/1 masks: some datasets (VisA) store masks with values 0/1 instead of 0/255. Fed to the official
-code such a mask becomes 1/255 after `ToTensor` and disappears at the 0.5 threshold (REFERENCE_SPEC
+code such a mask becomes 1/255 after `ToTensor` and disappears at the 0.5 threshold (docs/reference.md
 §3.3). We treat any mask whose maximum is exactly 1 as a 0/1 mask and scale it to 0/255 first.
 A mask whose maximum is 1 cannot mean "barely visible anomaly" in any dataset we know.
 """

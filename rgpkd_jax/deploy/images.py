@@ -1,7 +1,7 @@
 """Images in, heat maps out, with numpy and Pillow alone: the one implementation that training,
 evaluation, ``--mode predict`` and the deployed predictor all use.
 
-Preprocessing is the official RD4AD / SK-RD4AD code's (REFERENCE_SPEC §1): PIL -> RGB (grayscale
+Preprocessing is the official RD4AD / SK-RD4AD code's (docs/reference.md §1): PIL -> RGB (grayscale
 gets three equal channels) -> PIL bilinear resize on the uint8 image to the configured size (PIL
 low-pass filters when downscaling, as torchvision's Resize does on PIL images) -> float32 in
 [0, 1] -> ImageNet normalisation; the result equals torchvision's bit for bit.

@@ -1,6 +1,6 @@
 """Per-region overlap (PRO) metrics: the official MVTec AU-PRO and the RD4AD per-image variant.
 
-Two different numbers carry the name "AUPRO" in the literature (REFERENCE_SPEC §5):
+Two different numbers carry the name "AUPRO" in the literature (docs/reference.md §5):
 
 * :func:`aupro` is the **official MVTec AD metric** (§5.1): one exact curve for the whole test set
   (good and defective images), FPR over all normal pixels of all images, PRO = mean over all
@@ -211,7 +211,7 @@ def _count_thresholds_below(thresholds: np.ndarray, scores: np.ndarray) -> np.nd
 
 def _per_image_value(amap: np.ndarray, mask: np.ndarray, fpr_limit: float,
                      num_thresholds: int) -> float | str:
-    """RD4AD's AUPRO of one defective image (REFERENCE_SPEC §2.6), or the reason it is undefined."""
+    """RD4AD's AUPRO of one defective image (docs/reference.md §2.6), or the reason it is undefined."""
     thresholds = _rd4ad_thresholds(amap, num_thresholds)
     if thresholds.size == 0:
         return SKIP_CONSTANT_MAP
@@ -245,7 +245,7 @@ def _per_image_value(amap: np.ndarray, mask: np.ndarray, fpr_limit: float,
 
 def aupro_rd4ad_per_image(maps, masks, *, fpr_limit: float = OFFICIAL_FPR_LIMIT,
                           num_thresholds: int = RD4AD_NUM_THRESHOLDS) -> PerImageAupro:
-    """The RD4AD / SK-RD4AD "AUPRO" (REFERENCE_SPEC §2.6), **not** the official MVTec metric.
+    """The RD4AD / SK-RD4AD "AUPRO" (docs/reference.md §2.6), **not** the official MVTec metric.
 
     For each image whose mask has a defective pixel: thresholds
     ``np.arange(min, max, (max - min) / num_thresholds)`` of that map; at each, PRO = mean over

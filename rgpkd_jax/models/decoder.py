@@ -1,7 +1,7 @@
 """RD4AD's reverse ("de-ResNet") student decoder, with SK-RD4AD's optional skips.
 
 Attribute names mirror the official ``de_resnet.py`` state-dict keys (``layer1.0.conv1``,
-``layer1.0.upsample.0``), so an official ``decoder`` checkpoint maps key by key. REFERENCE_SPEC
+``layer1.0.upsample.0``), so an official ``decoder`` checkpoint maps key by key. docs/reference.md
 §2.2 (structure, init) and §3.2 (skips).
 
 Transposed convolutions are ``nnx.ConvTranspose`` with the default ``transpose_kernel=False``: the

@@ -2,7 +2,7 @@
 
 Attribute names mirror the official state-dict keys of the ``bn`` module (``conv1``, ``bn1``, ...,
 ``bn_layer.0.conv1``, ``bn_layer.0.downsample.0``), so an official checkpoint maps key by key
-(``rgpkd_jax.models.official_checkpoint``). REFERENCE_SPEC §2.1.
+(``rgpkd_jax.models.official_checkpoint``). docs/reference.md §2.1.
 """
 
 from __future__ import annotations

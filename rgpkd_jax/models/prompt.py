@@ -1,6 +1,6 @@
 """RGPKD's prompt bank, retrieval and cross-attention fusion (our interpretation; docs/rgpkd.md).
 
-The authors' code (REFERENCE_SPEC §4.2-4.3) keeps every training image's teacher F1..F3, retrieves
+The authors' code (docs/reference.md §4.2-4.3) keeps every training image's teacher F1..F3, retrieves
 the nearest one by a raw dot product of student features, and fuses it through averaged affinity
 scalars, only in training. We keep the bank, and choose the rest: retrieval by the cosine
 similarity of pooled, normalised *teacher* F3 (fixed while the student trains), top-k with the

@@ -1,4 +1,4 @@
-"""RD4AD and SK-RD4AD: frozen teacher -> OCBE -> reverse decoder (REFERENCE_SPEC §2, §3).
+"""RD4AD and SK-RD4AD: frozen teacher -> OCBE -> reverse decoder (docs/reference.md §2, §3).
 
 One class serves both: SK-RD4AD is RD4AD with the decoder's skips on and (by default) the
 inter-level consistency term in the loss; both are switches, so ablations mix them freely.

@@ -2,7 +2,7 @@
 
 Module and attribute names mirror torchvision's state-dict keys (``layer1.0.downsample.0``), so a
 torchvision checkpoint maps onto this tree key by key (see ``rgpkd_jax.torch_state``). Tensors are
-NHWC. Padding is PyTorch's explicit symmetric padding, never 'SAME' (REFERENCE_SPEC §7).
+NHWC. Padding is PyTorch's explicit symmetric padding, never 'SAME' (docs/reference.md §7).
 """
 
 from __future__ import annotations

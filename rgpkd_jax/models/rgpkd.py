@@ -1,4 +1,4 @@
-"""RGPKD as we interpret it (DESIGN.md "RGPKD as we implement it"; docs/rgpkd.md).
+"""RGPKD as we interpret it (docs/rgpkd.md).
 
 Frozen ResNet18 teacher (F1, F2, F3), a U-Net student with its own encoder (``unet.py``) that
 matches them and reconstructs the image, and a bank of the training images' teacher features from

@@ -1,7 +1,7 @@
 """RGPKD's student: a U-Net with its own, randomly initialised encoder (our interpretation).
 
 The authors' student encoder was an ImageNet ResNet18, a copy of the teacher, whose skips could pass
-the teacher's own features to the matched outputs (REFERENCE_SPEC §4.3 item 7). Ours is structurally
+the teacher's own features to the matched outputs (docs/reference.md §4.3 item 7). Ours is structurally
 unlike the teacher: plain double-conv stages (3x3 conv + BN + ReLU, twice) that downsample with a
 stride-2 conv, no residuals, no max-pool, trained from scratch. With ``base_width`` w:
 

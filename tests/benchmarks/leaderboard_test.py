@@ -179,7 +179,7 @@ def test_published_data_is_internally_consistent():
     groups = published.GROUPS["mvtec_ad"]
     assert sorted(groups["textures"] + groups["objects"]) == sorted(MVTEC)
     image = paper.values["image_auroc"]
-    # Recomputing the paper's means from its per-class values gives the published means (REFERENCE_SPEC §2.9).
+    # Recomputing the paper's means from its per-class values gives the published means (docs/reference.md §2.9).
     assert np.mean([image[c] for c in MVTEC]) == pytest.approx(image["mean"], abs=0.05)
     assert np.mean([image[c] for c in groups["textures"]]) == pytest.approx(image["mean/textures"], abs=0.05)
     assert np.mean([image[c] for c in groups["objects"]]) == pytest.approx(image["mean/objects"], abs=0.05)

@@ -15,7 +15,7 @@ STD = [0.229, 0.224, 0.225]
 
 def _official_image_transform(size):
     from torchvision import transforms
-    # get_data_transforms(size, size) of hq-deng/RD4AD, written from the spec (§1).
+    # get_data_transforms(size, size) of hq-deng/RD4AD, written from docs/reference.md §1.
     return transforms.Compose([
         transforms.Resize((size, size)),
         transforms.ToTensor(),
@@ -81,7 +81,7 @@ def test_mask_matches_torchvision_then_threshold(size, torchvision):
 
 
 def test_zero_one_mask_equals_zero_255_mask():
-    # VisA pitfall (REFERENCE_SPEC §3.3): a 0/1 mask must not vanish.
+    # VisA pitfall (docs/reference.md §3.3): a 0/1 mask must not vanish.
     zero_one = preprocess.preprocess_mask(_png(Image.fromarray(_blob_mask(40, 40, 1))), 32)
     zero_255 = preprocess.preprocess_mask(_png(Image.fromarray(_blob_mask(40, 40, 255))), 32)
     np.testing.assert_array_equal(zero_one, zero_255)

@@ -1,4 +1,4 @@
-"""Slow, obvious implementations of both AUPRO definitions, written from REFERENCE_SPEC §5.1 / §2.6.
+"""Slow, obvious implementations of both AUPRO definitions, written from docs/reference.md §5.1 / §2.6.
 
 They share no code with rgpkd_jax.metrics: regions come from a breadth-first flood fill (official)
 or skimage (RD4AD's choice), every threshold is a Python loop iteration, and the area is summed
@@ -69,7 +69,7 @@ def official_aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = 0.3) 
 
 def rd4ad_image_aupro(amap: np.ndarray, mask: np.ndarray, fpr_limit: float = 0.3,
                       num_thresholds: int = 200) -> float:
-    """REFERENCE_SPEC §2.6 steps 1-4 for one image, threshold by threshold (crashes where RD4AD does)."""
+    """docs/reference.md §2.6 steps 1-4 for one image, threshold by threshold (crashes where RD4AD does)."""
     low, high = amap.min(), amap.max()
     regions = skimage.measure.regionprops(skimage.measure.label(mask, connectivity=2))
     normal = ~mask.astype(bool)

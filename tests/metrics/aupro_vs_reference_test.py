@@ -139,7 +139,7 @@ def test_official_aupro_constant_maps_is_half_the_limit_triangle():
     assert aupro(np.ones((2, 8, 8)), masks) == pytest.approx(0.15, abs=1e-12)
 
 
-# ---- RD4AD per-image variant (REFERENCE_SPEC §2.6) -------------------------------------------
+# ---- RD4AD per-image variant (docs/reference.md §2.6) -------------------------------------------
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("levels", [None, 9])

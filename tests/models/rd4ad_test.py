@@ -1,4 +1,4 @@
-"""RD4AD / SK-RD4AD models: shapes and parameter counts from REFERENCE_SPEC §1-§2.2, the init of §7,
+"""RD4AD / SK-RD4AD models: shapes and parameter counts from docs/reference.md §1-§2.2, the init of §7,
 the registry, and that a train step changes only the student."""
 
 import functools
@@ -32,7 +32,7 @@ def _num_params(module):
     return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(nnx.state(module, nnx.Param))))
 
 
-# REFERENCE_SPEC §1 (teacher taps) and §2.2 (decoder outputs, paired), NHWC at 256 px.
+# docs/reference.md §1 (teacher taps) and §2.2 (decoder outputs, paired), NHWC at 256 px.
 SPEC_SHAPES_256 = {
     "wide_resnet50_2": [(64, 64, 256), (32, 32, 512), (16, 16, 1024)],
     "resnet18": [(64, 64, 64), (32, 32, 128), (16, 16, 256)],
@@ -55,7 +55,7 @@ def test_shapes_at_256px_match_spec(arch, skips):
     assert embedding.shape == (2,) + SPEC_EMBEDDING_256[arch]
 
 
-# REFERENCE_SPEC §2.2 table: OCBE used, OCBE incl. the unused conv4/bn4, decoder.
+# docs/reference.md §2.2 table: OCBE used, OCBE incl. the unused conv4/bn4, decoder.
 SPEC_COUNTS = {
     "wide_resnet50_2": (58_885_120, 67_277_824, 24_917_504),
     "resnet18": (11_680_000, 12_205_312, 3_703_168),

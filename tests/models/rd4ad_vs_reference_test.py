@@ -1,5 +1,5 @@
 """Parity with PyTorch: an OCBE and a decoder assembled here from torch layers in the official
-structure, under the official key names (written from REFERENCE_SPEC §2.1-2.2 and §3.2), with random
+structure, under the official key names (written from docs/reference.md §2.1-2.2 and §3.2), with random
 weights and BN statistics, are converted by ``load_official_rd4ad`` and must give the same eval-mode
 outputs as our modules (relative error < 1e-5)."""
 

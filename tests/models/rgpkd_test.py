@@ -19,7 +19,7 @@ from rgpkd_jax.models.rgpkd import RGPKD
 SIZE = 64
 NUM_IMAGES = 8
 DATASET_INDICES = np.arange(10, 10 + NUM_IMAGES, dtype=np.int32)  # not bank positions, on purpose
-CHANNELS = (64, 128, 256)  # ResNet18 layer1..3 (REFERENCE_SPEC §1)
+CHANNELS = (64, 128, 256)  # ResNet18 layer1..3 (docs/reference.md §1)
 
 
 def tiny(**switches) -> RGPKD:
@@ -83,7 +83,7 @@ def test_every_level_has_the_teacher_shape_at_256px(switches):
         return features, model.loss(features, images)
 
     features, (loss, _) = jax.eval_shape(forward)
-    expected = [(2, 64, 64, 64), (2, 32, 32, 128), (2, 16, 16, 256)]  # REFERENCE_SPEC §1, ResNet18
+    expected = [(2, 64, 64, 64), (2, 32, 32, 128), (2, 16, 16, 256)]  # docs/reference.md §1, ResNet18
     assert [f.shape for f in features.teacher] == expected
     assert [f.shape for f in features.student] == expected
     if switches.get("reconstruction", True):
@@ -199,7 +199,7 @@ def test_bank_size_and_dtype_bound_the_bank(images, teacher_features):
     for stored, computed in zip(bank.features, teacher_features):
         np.testing.assert_allclose(np.asarray(stored[...], np.float32),
                                    computed[chosen].astype(np.float16).astype(np.float32), rtol=2e-3, atol=1e-3)
-    # 458,752 values per image at 256 px with ResNet18 (REFERENCE_SPEC §4.2).
+    # 458,752 values per image at 256 px with ResNet18 (docs/reference.md §4.2).
     assert bank_bytes_per_image(CHANNELS, 256, "float32") == 458_752 * 4 + 256 * 4 + 4
 
 
