@@ -2,9 +2,9 @@
 
 Frozen ResNet18 teacher (F1, F2, F3), a U-Net student (``unet.py``) that matches them and
 reconstructs the image, and a bank of the training images' teacher features from which each input
-retrieves its nearest neighbours as prompts (``prompt.py``). The student's encoder side is the
-frozen teacher feeding a one-class bottleneck (``student_encoder="teacher"``, default) or its own
-encoder that sees the image (``"own"``, the first design). Every part is a switch in
+retrieves its nearest neighbours as prompts (``prompt.py``). The student has its own encoder that
+sees the image (``student_encoder="own"``, default), or its encoder side is the frozen teacher
+feeding RD4AD's one-class bottleneck (``"teacher"``). Every part is a switch in
 ``config.model``: ``student_encoder``, ``prompts``, ``reconstruction``, ``skips``, ``top_k``,
 ``bank_size``, ``bank_dtype``, ``rec_weight``, ``base_width``, ``distill_loss``.
 
@@ -89,7 +89,7 @@ class RGPKD(nnx.Module):
     def __init__(self, teacher_arch: str = "resnet18", *, rngs: nnx.Rngs, prompts: bool = True,
                  reconstruction: bool = True, skips: bool = True, top_k: int = 1, bank_size: int = 0,
                  bank_dtype: str = "float32", rec_weight: float = 1.0, base_width: int = 64,
-                 distill_loss: str = "cosine", bank_seed: int = 0, student_encoder: str = "teacher"):
+                 distill_loss: str = "cosine", bank_seed: int = 0, student_encoder: str = "own"):
         _check_options(distill_loss, top_k, bank_size, rec_weight, student_encoder)
         self.teacher = ResNet(teacher_arch, rngs=rngs, num_layers=3)
         channels = tuple(self.teacher.tap_channels[t] for t in DEFAULT_TAPS)

@@ -1,27 +1,29 @@
 """RGPKD's students (our interpretation; docs/rgpkd.md): two U-Nets that differ in their encoder side.
 
-``TeacherEncoderStudent`` (``config.model.student_encoder="teacher"``, the default): the encoder side
-is the frozen teacher itself, as the authors' encoder was a copy of the teacher (REFERENCE_SPEC §4.2);
-its F1..F3 meet in RD4AD's one-class bottleneck (``ocbe.OCBE``, stride 32), and the decoder below
-climbs back from there. The student sees the image only through the teacher's features squeezed
-through that bottleneck, so it cannot learn a generic image -> teacher-feature regressor that also
-reproduces the teacher on defects (docs/rgpkd.md "Why the encoder side is the teacher").
-
-``UNetStudent`` (``student_encoder="own"``, the first design, kept for ablations): its own, randomly
-initialised encoder, structurally unlike the teacher: plain double-conv stages (3x3 conv + BN + ReLU,
-twice) that downsample with a stride-2 conv, no residuals, no max-pool. With ``base_width`` w:
+``UNetStudent`` (``config.model.student_encoder="own"``, the default) has its own, randomly
+initialised encoder that sees the image. The authors' encoder was an ImageNet ResNet18, a copy of
+the teacher, whose skips could pass the teacher's own features to the matched outputs
+(REFERENCE_SPEC §4.3 item 7); ours is structurally unlike the teacher: plain double-conv stages
+(3x3 conv + BN + ReLU, twice) that downsample with a stride-2 conv, no residuals, no max-pool.
+With ``base_width`` w:
 
     encoder  stride  2    4    8    16   32
              width   w    w    2w   4w   8w     (w = 64: the ResNet18 stage widths)
 
-The decoder (both students) climbs back: at strides 16, 8 and 4 a stage upsamples (2x2 stride-2 transposed conv + BN
-+ ReLU), fuses the retrieved prompt by cross-attention (if prompts are on), concatenates the encoder
-feature of the same stride (if skips are on), and merges with a double conv; a 1x1 conv projects the
-result to the teacher's channels. The reconstruction head continues to full resolution and ends
-in a sigmoid, so it predicts the [0, 1] image. With the teacher as encoder, a same-stride skip would
-hand each stage its own target, so ``skips`` there are SK-RD4AD's non-corresponding ones: the
-teacher feature of a stage's *input* stride (one level deeper than its output) is concatenated
-before the stage upsamples (F3 into the stride-8 stage, F2 into the stride-4 stage).
+``TeacherEncoderStudent`` (``student_encoder="teacher"``): the encoder side is the frozen teacher
+itself; its F1..F3 meet in RD4AD's one-class bottleneck (``ocbe.OCBE``, stride 32), so the student
+sees the image only through the teacher's features squeezed through that bottleneck, as RD4AD's
+student does. Decoder widths 4w, 2w, w at strides 16, 8, 4.
+
+The decoder of both climbs back: at strides 16, 8 and 4 a stage upsamples (2x2 stride-2 transposed
+conv + BN + ReLU), fuses the retrieved prompt by cross-attention (if prompts are on), concatenates
+the encoder feature of the same stride (if skips are on), and merges with a double conv; a 1x1
+conv projects the result to the teacher's channels. The reconstruction head continues to full
+resolution and ends in a sigmoid, so it predicts the [0, 1] image. With the teacher as encoder, a
+same-stride skip would hand each stage its own target, so ``skips`` there are SK-RD4AD's
+non-corresponding ones: the teacher feature of a stage's *input* stride (one level deeper than its
+output) is concatenated before the stage upsamples (F3 into the stride-8 stage, F2 into the
+stride-4 stage); its reconstruction head has no skip.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """RGPKD (our interpretation, docs/rgpkd.md): shapes, frozen teacher, retrieval, switches, bank bound,
-both students (teacher as encoder side, the default; its own encoder), the map's reconstruction term.
+both students (its own encoder, the default; the teacher as encoder side), the map's reconstruction term.
 
 Real computation runs at 64 px with a 4-wide student; the 256 px shapes come from ``jax.eval_shape``.
 """
@@ -96,8 +96,9 @@ def test_every_level_has_the_teacher_shape_at_256px(switches):
     assert loss.shape == ()
 
 
-def test_train_step_changes_only_the_student(images):
-    model = tiny(top_k=2)
+@pytest.mark.parametrize("student_encoder", ["own", "teacher"])
+def test_train_step_changes_only_the_student(images, student_encoder):
+    model = tiny(top_k=2, student_encoder=student_encoder)
     model.build_bank(bank_batches(images))
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=TRAINABLE)
     before = flat(host_copy(nnx.state(model)))
@@ -281,20 +282,18 @@ def test_teacher_encoder_skips_are_the_deeper_teacher_levels(images):
 
     # Stage inputs at strides 32, 16, 8: OCBE's 512 channels, then 4w and 2w (w = 4) decoded
     # channels, plus with skips the teacher's F3 (256) and F2 (128): never the level a stage matches.
-    assert stage_inputs(tiny(prompts=False)) == [512, 16 + 256, 8 + 128]
-    assert stage_inputs(tiny(prompts=False, skips=False)) == [512, 16, 8]
-    features = traced(tiny(prompts=False, skips=False), images[:2], train=True)
+    assert stage_inputs(tiny(prompts=False, student_encoder="teacher")) == [512, 16 + 256, 8 + 128]
+    assert stage_inputs(tiny(prompts=False, skips=False, student_encoder="teacher")) == [512, 16, 8]
+    features = traced(tiny(prompts=False, skips=False, student_encoder="teacher"), images[:2], train=True)
     assert [f.shape for f in features.student] == [f.shape for f in features.teacher]
     assert features.reconstruction.shape == (2, SIZE, SIZE, 3)
 
 
 @pytest.mark.parametrize("student_encoder", ["teacher", "own"])
 def test_what_the_student_sees_of_the_image(images, teacher_features, student_encoder):
-    """The default student sees the image only through the frozen teacher's features (no gradient
-    reaches the image, and its outputs are the student applied to F1..F3): it cannot learn an
-    image -> teacher-feature regressor that also reproduces the teacher on unseen defects, which is
-    what made the first design's maps anti-correlated with the defects (docs/rgpkd.md). The first
-    design's own encoder does see the image."""
+    """The teacher-encoder student sees the image only through the frozen teacher's features (no
+    gradient reaches the image, and its outputs are the student applied to F1..F3), as RD4AD's
+    student does; the own encoder (default) sees the image itself."""
     model = tiny(prompts=False, reconstruction=False, student_encoder=student_encoder)
     batch = jnp.asarray(images[:2])
 
