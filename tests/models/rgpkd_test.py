@@ -334,3 +334,23 @@ def test_map_with_the_reconstruction_term_compiles_and_adds_the_blurred_error(im
     error = anomaly_maps.reconstruction_error_map(features.reconstruction, jnp.clip(unnormalise(batch), 0, 1))
     np.testing.assert_allclose(weighted, plain + 0.5 * anomaly_maps.gaussian_blur(error, 1.0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(scores, np.asarray(weighted).reshape(2, -1).max(axis=1), rtol=1e-6)
+
+
+def test_fusion_is_residual_softmax_attention_over_the_prompt_positions():
+    """x + W_o softmax((W_q x)(W_k p)^T / sqrt(C)) (W_v p), against numpy, prompt of another size."""
+    rng = np.random.default_rng(2)
+    fusion = CrossAttentionFusion(8, 6, nnx.Rngs(3))
+    x = rng.normal(size=(2, 4, 4, 8)).astype(np.float32)
+    prompt = rng.normal(size=(2, 2, 3, 6)).astype(np.float32)
+
+    def linear(layer, t):
+        return np.asarray(t, np.float64) @ np.asarray(layer.kernel[...], np.float64) + np.asarray(layer.bias[...])
+
+    q = linear(fusion.query, x).reshape(2, 16, 8)
+    k = linear(fusion.key, prompt).reshape(2, 6, 8)
+    v = linear(fusion.value, prompt).reshape(2, 6, 8)
+    scores = q @ k.transpose(0, 2, 1) / np.sqrt(8)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    expected = x + linear(fusion.out, (weights @ v).reshape(2, 4, 4, 8))
+    np.testing.assert_allclose(fusion(jnp.asarray(x), jnp.asarray(prompt)), expected, rtol=1e-4, atol=1e-4)
