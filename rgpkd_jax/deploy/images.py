@@ -68,8 +68,9 @@ def preprocess_image(source: ImageSource, size: Size) -> np.ndarray:
 
 
 def denormalize(images: np.ndarray) -> np.ndarray:
-    """Inverse of the normalisation: NHWC or HWC float in [0, 1] (for reconstructions, plots)."""
-    return np.clip(images * IMAGENET_STD + IMAGENET_MEAN, 0.0, 1.0)
+    """Inverse of the normalisation: NHWC or HWC float in [0, 1] (for reconstructions, plots).
+    Numpy in, numpy out; a jax array (also inside jit, as the evaluator's map) gives a jax array."""
+    return (images * IMAGENET_STD + IMAGENET_MEAN).clip(0.0, 1.0)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

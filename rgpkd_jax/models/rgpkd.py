@@ -1,10 +1,12 @@
 """RGPKD as we interpret it (docs/rgpkd.md).
 
-Frozen ResNet18 teacher (F1, F2, F3), a U-Net student with its own encoder (``unet.py``) that
-matches them and reconstructs the image, and a bank of the training images' teacher features from
-which each input retrieves its nearest neighbours as prompts (``prompt.py``). Every part is a switch
-in ``config.model``: ``prompts``, ``reconstruction``, ``skips``, ``top_k``, ``bank_size``,
-``bank_dtype``, ``rec_weight``, ``base_width``, ``distill_loss``.
+Frozen ResNet18 teacher (F1, F2, F3), a U-Net student (``unet.py``) that matches them and
+reconstructs the image, and a bank of the training images' teacher features from which each input
+retrieves its nearest neighbours as prompts (``prompt.py``). The student has its own encoder that
+sees the image (``student_encoder="own"``, default), or its encoder side is the frozen teacher
+feeding RD4AD's one-class bottleneck (``"teacher"``). Every part is a switch in
+``config.model``: ``student_encoder``, ``prompts``, ``reconstruction``, ``skips``, ``top_k``,
+``bank_size``, ``bank_dtype``, ``rec_weight``, ``base_width``, ``distill_loss``.
 
 Before training or evaluating with prompts on, fill the bank from the training split:
 ``model.build_bank(batches)`` (batches: dicts with ``image`` and ``index``, un-augmented, one pass).
@@ -27,7 +29,7 @@ from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.features import Features
 from rgpkd_jax.models.prompt import PromptMemory, pooled_key
 from rgpkd_jax.models.resnet import DEFAULT_TAPS, ResNet
-from rgpkd_jax.models.unet import UNetStudent
+from rgpkd_jax.models.unet import STUDENT_ENCODERS, TeacherEncoderStudent, UNetStudent, check_image_size
 
 DISTILL_LOSSES = ("cosine", "mse")
 
@@ -37,7 +39,10 @@ def unnormalise(images: jax.Array) -> jax.Array:
     return images * jnp.asarray(IMAGENET_STD) + jnp.asarray(IMAGENET_MEAN)
 
 
-def _check_options(distill_loss: str, top_k: int, bank_size: int, rec_weight: float) -> None:
+def _check_options(distill_loss: str, top_k: int, bank_size: int, rec_weight: float,
+                   student_encoder: str) -> None:
+    if student_encoder not in STUDENT_ENCODERS:
+        raise ValueError(f"config.model.student_encoder={student_encoder!r}; choose one of {STUDENT_ENCODERS}")
     if distill_loss not in DISTILL_LOSSES:
         raise ValueError(f"config.model.distill_loss={distill_loss!r}; choose one of {DISTILL_LOSSES}")
     if top_k < 1:
@@ -86,17 +91,21 @@ class RGPKD(nnx.Module):
     def __init__(self, teacher_arch: str = "resnet18", *, rngs: nnx.Rngs, prompts: bool = True,
                  reconstruction: bool = True, skips: bool = True, top_k: int = 1, bank_size: int = 0,
                  bank_dtype: str = "float32", rec_weight: float = 1.0, base_width: int = 64,
-                 distill_loss: str = "cosine", bank_seed: int = 0,
+                 distill_loss: str = "cosine", bank_seed: int = 0, student_encoder: str = "own",
                  ops: conv_ops.XlaLayers | None = None):
-        _check_options(distill_loss, top_k, bank_size, rec_weight)
+        _check_options(distill_loss, top_k, bank_size, rec_weight, student_encoder)
         ops = conv_ops.resolve("auto") if ops is None else ops
         self.conv_impl = ops.name
         self.teacher = ResNet(teacher_arch, rngs=rngs, num_layers=3, ops=ops)
         channels = tuple(self.teacher.tap_channels[t] for t in DEFAULT_TAPS)
-        self.student = UNetStudent(
-            base_width=base_width, teacher_channels=channels, skips=skips,
-            reconstruction=reconstruction, prompt_channels=channels if prompts else None, rngs=rngs,
-            ops=ops)
+        student_options = dict(base_width=base_width, teacher_channels=channels, skips=skips,
+                               reconstruction=reconstruction,
+                               prompt_channels=channels if prompts else None, rngs=rngs, ops=ops)
+        self.student_encoder = student_encoder
+        if student_encoder == "teacher":
+            self.student = TeacherEncoderStudent(teacher_arch, **student_options)
+        else:
+            self.student = UNetStudent(**student_options)
         self.prompts = PromptMemory(channels, bank_dtype) if prompts else None
         self.top_k = top_k
         self.bank_size = bank_size
@@ -109,6 +118,7 @@ class RGPKD(nnx.Module):
         return [jax.lax.stop_gradient(f) for f in self.teacher(images)]
 
     def __call__(self, images: jax.Array, *, train: bool, indices: jax.Array | None = None) -> Features:
+        check_image_size(images)
         teacher = self.teacher_features(images)
         prompts = None
         if self.prompts is not None:
@@ -117,7 +127,9 @@ class RGPKD(nnx.Module):
                                  "batch's 'index') to keep an image from retrieving itself")
             _, prompts = self.prompts.retrieve(teacher[-1], top_k=self.top_k,
                                                exclude_indices=indices if train else None)
-        student, reconstruction = self.student(images, prompts, train=train)
+        # The teacher-encoder student sees the image only through the teacher's (gradient-free) features.
+        student_input = teacher if self.student_encoder == "teacher" else images
+        student, reconstruction = self.student(student_input, prompts, train=train)
         return Features(teacher, student, reconstruction).at_least_float32()
 
     def loss(self, features: Features, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:

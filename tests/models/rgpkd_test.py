@@ -1,4 +1,5 @@
-"""RGPKD (our interpretation, docs/rgpkd.md): shapes, frozen teacher, retrieval, switches, bank bound.
+"""RGPKD (our interpretation, docs/rgpkd.md): shapes, frozen teacher, retrieval, switches, bank bound,
+both students (its own encoder, the default; the teacher as encoder side), the map's reconstruction term.
 
 Real computation runs at 64 px with a 4-wide student; the 256 px shapes come from ``jax.eval_shape``.
 """
@@ -71,7 +72,9 @@ def flat(tree: dict) -> dict:
     return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-@pytest.mark.parametrize("switches", [{}, dict(prompts=False, reconstruction=False, skips=False)])
+@pytest.mark.parametrize("switches", [{}, dict(prompts=False, reconstruction=False, skips=False),
+                                      dict(student_encoder="own"),
+                                      dict(student_encoder="own", prompts=False, reconstruction=False, skips=False)])
 def test_every_level_has_the_teacher_shape_at_256px(switches):
     def forward():
         model = RGPKD("resnet18", rngs=nnx.Rngs(0), **switches)  # default width
@@ -93,8 +96,9 @@ def test_every_level_has_the_teacher_shape_at_256px(switches):
     assert loss.shape == ()
 
 
-def test_train_step_changes_only_the_student(images):
-    model = tiny(top_k=2)
+@pytest.mark.parametrize("student_encoder", ["own", "teacher"])
+def test_train_step_changes_only_the_student(images, student_encoder):
+    model = tiny(top_k=2, student_encoder=student_encoder)
     model.build_bank(bank_batches(images))
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=TRAINABLE)
     before = flat(host_copy(nnx.state(model)))
@@ -236,13 +240,13 @@ def test_reconstruction_switch_and_loss_terms():
     np.testing.assert_allclose(total, expected_mse, rtol=1e-5)
 
 
-def test_skips_switch_removes_the_encoder_concatenation(images):
+def test_own_encoder_skips_switch_removes_the_encoder_concatenation(images):
     def merge_inputs(model):
         stages = [*model.student.decoder, model.student.reconstruction]
         return [(s.merge.conv1.in_features, s.merge.conv1.out_features) for s in stages]
 
-    with_skips = merge_inputs(tiny(prompts=False))
-    without = tiny(prompts=False, skips=False)
+    with_skips = merge_inputs(tiny(prompts=False, student_encoder="own"))
+    without = tiny(prompts=False, skips=False, student_encoder="own")
     # Encoder widths at strides 16, 8, 4, 2 for base_width 4: 4w, 2w, w, w.
     assert [i - o for i, o in with_skips] == [16, 8, 4, 4]
     assert [i for i, _ in merge_inputs(without)] == [o for _, o in merge_inputs(without)]
@@ -268,3 +272,85 @@ def test_bad_inputs_get_clear_errors(images):
         tiny(bank_dtype="bfloat16")
     with pytest.raises(ValueError, match="top_k"):
         tiny(top_k=0)
+    with pytest.raises(ValueError, match="student_encoder"):
+        tiny(student_encoder="resnet")
+
+
+def test_teacher_encoder_skips_are_the_deeper_teacher_levels(images):
+    def stage_inputs(model):
+        return [stage.up.deconv.in_features for stage in model.student.decoder]
+
+    # Stage inputs at strides 32, 16, 8: OCBE's 512 channels, then 4w and 2w (w = 4) decoded
+    # channels, plus with skips the teacher's F3 (256) and F2 (128): never the level a stage matches.
+    assert stage_inputs(tiny(prompts=False, student_encoder="teacher")) == [512, 16 + 256, 8 + 128]
+    assert stage_inputs(tiny(prompts=False, skips=False, student_encoder="teacher")) == [512, 16, 8]
+    features = traced(tiny(prompts=False, skips=False, student_encoder="teacher"), images[:2], train=True)
+    assert [f.shape for f in features.student] == [f.shape for f in features.teacher]
+    assert features.reconstruction.shape == (2, SIZE, SIZE, 3)
+
+
+@pytest.mark.parametrize("student_encoder", ["teacher", "own"])
+def test_what_the_student_sees_of_the_image(images, teacher_features, student_encoder):
+    """The teacher-encoder student sees the image only through the frozen teacher's features (no
+    gradient reaches the image, and its outputs are the student applied to F1..F3), as RD4AD's
+    student does; the own encoder (default) sees the image itself."""
+    model = tiny(prompts=False, reconstruction=False, student_encoder=student_encoder)
+    batch = jnp.asarray(images[:2])
+
+    def total(m, x):
+        return sum(jnp.sum(s) for s in m(x, train=False).student)
+
+    gradient = nnx.jit(nnx.grad(total, argnums=1))(model, batch)
+    if student_encoder == "own":
+        assert np.any(np.asarray(gradient))
+        return
+    assert not np.any(np.asarray(gradient))
+    through_teacher = nnx.jit(lambda m, t: m.student(t, None, train=False)[0])(
+        model, [jnp.asarray(f[:2]) for f in teacher_features])
+    direct = nnx.jit(lambda m, x: m(x, train=False).student)(model, batch)
+    for a, b in zip(through_teacher, direct):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_map_with_the_reconstruction_term_compiles_and_adds_the_blurred_error(images):
+    """eval.reconstruction_weight > 0 used to crash: the map's jit un-normalised the images with numpy."""
+    import ml_collections
+
+    from rgpkd_jax import anomaly_maps, evaluate
+    from rgpkd_jax.models.rgpkd import unnormalise
+
+    model = tiny(prompts=False)
+    batch = jnp.asarray(images[:2])
+
+    def eval_config(weight):
+        return ml_collections.ConfigDict(dict(eval=dict(sigma=1.0, combine="sum", score="max", topk=1,
+                                                        reconstruction_weight=weight)))
+
+    plain_fn, state = evaluate.make_map_fn(model, eval_config(0.0))
+    weighted_fn, _ = evaluate.make_map_fn(model, eval_config(0.5))
+    plain, _ = plain_fn(state, batch)
+    weighted, scores = weighted_fn(state, batch)
+    features = nnx.jit(lambda m, x: m(x, train=False))(model, batch)
+    error = anomaly_maps.reconstruction_error_map(features.reconstruction, jnp.clip(unnormalise(batch), 0, 1))
+    np.testing.assert_allclose(weighted, plain + 0.5 * anomaly_maps.gaussian_blur(error, 1.0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores, np.asarray(weighted).reshape(2, -1).max(axis=1), rtol=1e-6)
+
+
+def test_fusion_is_residual_softmax_attention_over_the_prompt_positions():
+    """x + W_o softmax((W_q x)(W_k p)^T / sqrt(C)) (W_v p), against numpy, prompt of another size."""
+    rng = np.random.default_rng(2)
+    fusion = CrossAttentionFusion(8, 6, nnx.Rngs(3))
+    x = rng.normal(size=(2, 4, 4, 8)).astype(np.float32)
+    prompt = rng.normal(size=(2, 2, 3, 6)).astype(np.float32)
+
+    def linear(layer, t):
+        return np.asarray(t, np.float64) @ np.asarray(layer.kernel[...], np.float64) + np.asarray(layer.bias[...])
+
+    q = linear(fusion.query, x).reshape(2, 16, 8)
+    k = linear(fusion.key, prompt).reshape(2, 6, 8)
+    v = linear(fusion.value, prompt).reshape(2, 6, 8)
+    scores = q @ k.transpose(0, 2, 1) / np.sqrt(8)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    expected = x + linear(fusion.out, (weights @ v).reshape(2, 4, 4, 8))
+    np.testing.assert_allclose(fusion(jnp.asarray(x), jnp.asarray(prompt)), expected, rtol=1e-4, atol=1e-4)
