@@ -11,6 +11,10 @@ JAX2ONNX := jax2onnx==0.17.1
 
 .PHONY: demo test clean
 
+# The demo keeps its prepared data and caches inside the clone unless the variables are set.
+demo: export RGPKD_JAX_DATA ?= $(CURDIR)/workdirs/data
+demo: export RGPKD_JAX_CACHE ?= $(CURDIR)/workdirs/cache
+demo: export MPLCONFIGDIR ?= $(CURDIR)/workdirs/cache/matplotlib
 demo: $(VENV)/.installed-demo
 	$(VENV)/bin/python -m rgpkd_jax.main --config configs/demo.py --workdir $(WORKDIR) --mode train_eval
 
