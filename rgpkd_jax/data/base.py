@@ -5,9 +5,11 @@ TensorFlow is not installed, so the builders rely only on the parts of TFDS that
 `tfds.data_source` / `builder.as_data_source()` reads them back with random access.
 
 Images are stored as encoded bytes inside `tfds.features.Image` features:
-- `image`: the file's own bytes when it is an 8-bit RGB PNG or JPEG (lossless, small); anything else
-    (grayscale, palette, RGBA, 16-bit, BMP, TIFF) is converted with PIL's `convert('RGB')` -- the
-    official loader's first step -- and stored as PNG. Every stored image is therefore RGB.
+- `image`: the file's own bytes when it is an 8-bit RGB PNG or JPEG (lossless, small); a 16-bit grey
+    image as a 16-bit grey PNG (its own bytes if it is one), which preprocessing reads at full depth
+    (`rgpkd_jax.deploy.images`); anything else (8-bit grayscale, palette, RGBA, 16-bit colour,
+    BMP, TIFF) is converted with PIL's `convert('RGB')` -- the official loader's first step -- and
+    stored as PNG.
 - `mask`: one channel, 0..255 PNG, all zero for good images; 0/1 masks are scaled to 0/255 when
     prepared (see `preprocess.mask_to_uint8`).
 The pipeline reads them with `tfds.decode.SkipDecoding()` and decodes with PIL itself, so decoding
@@ -26,6 +28,7 @@ import os
 from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import tensorflow_datasets as tfds
+import numpy as np
 from absl import logging
 from PIL import Image
 
@@ -60,21 +63,18 @@ def features() -> tfds.features.FeaturesDict:
     })
 
 
-def _describe(source) -> str:
-    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<in-memory image>"
-
-
 def _read(source, what: str, file_name: str) -> tuple[bytes, Image.Image]:
     """Encoded bytes and the fully decoded image; a clear error for unreadable files."""
     try:
         data = source if isinstance(source, bytes) else open(source, "rb").read()
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        image = preprocess.open_image(data, preprocess.source_name(source))
+    except preprocess.UnsupportedImageError as error:
+        raise DatasetError(str(error)) from error
     except FileNotFoundError as error:
-        raise DatasetError(f"{what} of {file_name} not found: {_describe(source)}. "
+        raise DatasetError(f"{what} of {file_name} not found: {preprocess.source_name(source)}. "
                            "Restore the file or re-extract the dataset.") from error
     except Exception as error:  # PIL raises several unrelated types for broken files.
-        raise DatasetError(f"Cannot decode {what} {_describe(source)} ({error}). The file is corrupt or "
+        raise DatasetError(f"Cannot decode {what} {preprocess.source_name(source)} ({error}). The file is corrupt or "
                            "not an image: re-extract the dataset or delete the file.") from error
     return data, image
 
@@ -86,11 +86,16 @@ def _png(image: Image.Image) -> bytes:
 
 
 def encode_image(source, file_name: str) -> tuple[bytes, tuple[int, int]]:
-    """RGB PNG/JPEG bytes for the `image` feature, and the image size (width, height)."""
+    """PNG/JPEG bytes for the `image` feature (RGB, or 16-bit grey), and the size (width, height)."""
     data, image = _read(source, "image", file_name)
-    if image.mode == "RGB" and image.format in ("PNG", "JPEG"):
+    if preprocess.is_sixteen_bit_grey(image):
+        if image.format != "PNG":
+            data = _png(Image.fromarray(np.asarray(image, np.uint16)))
         return data, image.size
-    return _png(image.convert("RGB")), image.size
+    if (image.mode == "RGB" and image.format in ("PNG", "JPEG")
+            and not image.info.get(preprocess.READ_FROM_16_BITS)):
+        return data, image.size
+    return _png(preprocess.to_rgb(image)), image.size
 
 
 def encode_mask(source, image_size: tuple[int, int], file_name: str) -> bytes:
@@ -98,16 +103,19 @@ def encode_mask(source, image_size: tuple[int, int], file_name: str) -> bytes:
     if source is None:
         return _png(Image.new("L", image_size, 0))
     _, mask = _read(source, "mask", file_name)
-    grey = Image.fromarray(preprocess.mask_to_uint8(mask))
+    try:
+        grey = Image.fromarray(preprocess.mask_to_uint8(mask, preprocess.source_name(source)))
+    except preprocess.UnsupportedImageError as error:
+        raise DatasetError(str(error)) from error
     if grey.size != image_size:
         (mask_w, mask_h), (image_w, image_h) = grey.size, image_size
         if abs(mask_w / mask_h - image_w / image_h) > _ASPECT_TOLERANCE * image_w / image_h:
             raise DatasetError(
-                f"Mask {_describe(source)} is {mask_w}x{mask_h} but its image {file_name} is "
+                f"Mask {preprocess.source_name(source)} is {mask_w}x{mask_h} but its image {file_name} is "
                 f"{image_w}x{image_h} (a different shape): it is probably the mask of another image. "
                 "Fix or remove the mask.")
         logging.warning("Mask %s is %dx%d, image %s is %dx%d: resizing the mask (bilinear).",
-                        _describe(source), mask_w, mask_h, file_name, image_w, image_h)
+                        preprocess.source_name(source), mask_w, mask_h, file_name, image_w, image_h)
         grey = grey.resize(image_size, Image.Resampling.BILINEAR)
     return _png(grey)
 
