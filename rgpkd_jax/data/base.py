@@ -16,6 +16,10 @@ The pipeline reads them with `tfds.decode.SkipDecoding()` and decodes with PIL i
 is identical to the official code whether or not OpenCV (which TFDS prefers) is installed, and a
 JPEG never goes through a second decoder.
 
+The dataset's metadata (`metadata.json`) records `source_fingerprint`: the image and mask files
+it was built from (`source.fingerprint`), so a later use can tell that the source folder changed.
+Defective images whose mask is empty (no defect pixel) are prepared but named in a warning.
+
 Records keep the order in which a builder lists them (`disable_shuffling=True`), sorted by file
 name, so `index` is stable and test batches come out in a documented order.
 """
@@ -27,8 +31,8 @@ import io
 import os
 from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
 
-import tensorflow_datasets as tfds
 import numpy as np
+import tensorflow_datasets as tfds
 from absl import logging
 from PIL import Image
 
@@ -37,6 +41,7 @@ from rgpkd_jax.data.errors import DatasetError
 
 LABEL_NAMES = ("good", "defective")
 GOOD = "good"
+SOURCE_FINGERPRINT = "source_fingerprint"  # the dataset metadata's key of `source.fingerprint`
 
 # Images with an aspect ratio this close to their mask's are treated as the same picture at a
 # different resolution (the mask is resized); anything else is an error.
@@ -164,6 +169,7 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             homepage=self.HOMEPAGE,
             citation=self.CITATION,
             disable_shuffling=True,
+            metadata=tfds.core.MetadataDict(),
         )
 
     @property
@@ -178,8 +184,16 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def list_samples(self, root: str, category: str) -> Mapping[str, Sequence[Sample]]:
         raise NotImplementedError
 
+    def source_fingerprint(self, root: str, splits: Mapping[str, Sequence[Sample]] | None = None) -> dict:
+        """`source.fingerprint` of the image and mask files of the category's samples under `root`."""
+        splits = self.list_samples(root, self.category) if splits is None else splits
+        files = [path for samples in splits.values() for sample in samples
+                 for path in (sample.image, sample.mask) if isinstance(path, (str, os.PathLike))]
+        return source.fingerprint(root, files)
+
     def _split_generators(self, dl_manager):
-        splits = self.list_samples(self.source_root(dl_manager), self.category)
+        root = self.source_root(dl_manager)
+        splits = self.list_samples(root, self.category)
         for split, samples in splits.items():
             if not samples:
                 raise DatasetError(f"{self.name}/{self.category}: the {split} split has no images.")
@@ -190,8 +204,23 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     raise DatasetError(
                         f"Defective image {sample.file_name} has no ground-truth mask. Restore the mask "
                         "(see the dataset's layout in MANUAL_DOWNLOAD_INSTRUCTIONS) or remove the image.")
-        return {split: self._generate_examples(samples) for split, samples in splits.items()}
+        self.info.metadata[SOURCE_FINGERPRINT] = self.source_fingerprint(root, splits)
+        return {split: self._generate_examples(samples, split) for split, samples in splits.items()}
 
-    def _generate_examples(self, samples: Iterable[Sample]) -> Iterator[tuple[int, dict]]:
+    def _generate_examples(self, samples: Iterable[Sample], split: str) -> Iterator[tuple[int, dict]]:
+        empty_masks = []
         for index, sample in enumerate(samples):
-            yield index, encode_sample(sample)
+            example = encode_sample(sample)
+            if sample.label == 1 and sample.mask is not None and not _has_foreground(example["mask"]):
+                empty_masks.append(sample.file_name)
+            yield index, example
+        if empty_masks:
+            # They would count as defective in image AUROC but add no defect pixel to the pixel
+            # metrics, and the per-image AUPRO leaves them out (docs/reference.md §5.5).
+            logging.warning("%s/%s %s split: %d defective images have an empty mask (no defect "
+                            "pixel); fix or remove the masks, or the images: %s", self.name,
+                            self.category, split, len(empty_masks), ", ".join(empty_masks))
+
+
+def _has_foreground(mask_png: bytes) -> bool:
+    return bool(np.asarray(Image.open(io.BytesIO(mask_png))).any())
