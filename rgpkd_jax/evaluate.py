@@ -112,13 +112,16 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
     metrics = summary.compute_metrics(
         predictions["map"], predictions["mask"], predictions["label"], scores=predictions["score"],
         defect_types=predictions["defect_type"], fpr_limit=ec.fpr_limit,
-        per_image_aupro=ec.rd4ad_per_image_aupro)
+        per_image_aupro=ec.rd4ad_per_image_aupro, file_names=predictions["file_name"])
+    left_out = metrics.pop(summary.PER_IMAGE_AUPRO_LEFT_OUT, None)
     result = {
         "dataset": config.dataset.name, "category": config.dataset.category,
         "method": config.method, "num_test_images": int(len(predictions["label"])),
         "image_size": config.dataset.image_size, "teacher": teacher_info or {},
         "metrics": metrics,
     }
+    if left_out is not None:  # reason -> file names of the images the per-image AUPRO leaves out
+        result["aupro_rd4ad_per_image_left_out"] = left_out
     if (teacher_info or {}).get("weights") == "random":
         result["warning"] = teacher_info.get("warning")
     if sharding.is_primary():
@@ -138,6 +141,9 @@ def format_summary(result: dict) -> str:
                       ("aupro_rd4ad_per_image", "AUPRO (RD4AD per-image)")):
         if key in m:  # pixel metrics need masks: image-label-only datasets have none
             lines.append(f"  {name:<24} {m[key]:.4f}")
+    if m.get("aupro_rd4ad_per_image/num_skipped"):
+        lines.append(f"  ({m['aupro_rd4ad_per_image/num_skipped']} defective images left out of the "
+                     "per-image AUPRO: aupro_rd4ad_per_image_left_out in eval_metrics.json)")
     if result.get("warning"):
         lines.append("  WARNING: " + result["warning"])
     return "\n".join(lines)

@@ -82,3 +82,24 @@ def test_predict_without_training_says_what_to_do(tmp_path, synthetic_data_dir):
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
     with pytest.raises(FileNotFoundError, match="threshold.json"):
         predict.predict_path(config, str(tmp_path), str(tmp_path))
+
+
+def test_evaluation_lists_images_left_out_of_the_per_image_aupro(tmp_path, monkeypatch):
+    """eval_metrics.json names the defective images whose mask is empty at the evaluation size."""
+    rng = np.random.default_rng(3)
+    masks = np.zeros((4, 16, 16), np.float32)
+    masks[2, 4:9, 5:11] = 1                      # image 3 is defective but its mask vanished
+    labels = np.array([0, 0, 1, 1], np.int32)
+    names = np.array(["test/good/0.png", "test/good/1.png", "test/crack/0.png", "test/crack/1.png"])
+    predictions = {"map": rng.random(masks.shape) + masks, "score": rng.random(4), "mask": masks,
+                   "label": labels, "defect_type": np.array(["good", "good", "crack", "crack"]),
+                   "file_name": names}
+    monkeypatch.setattr(evaluate, "collect_test_predictions", lambda model, config: predictions)
+    config = tiny_config("rd4ad", data_dir=str(tmp_path))
+    result = evaluate.evaluate_model(None, config, str(tmp_path))
+    with open(os.path.join(str(tmp_path), evaluate.METRICS_FILE)) as f:
+        written = json.load(f)
+    assert written["metrics"]["aupro_rd4ad_per_image/num_skipped"] == 1
+    assert written["aupro_rd4ad_per_image_left_out"] == {
+        "labelled defective but the mask is empty at the evaluation size": ["test/crack/1.png"]}
+    assert "1 defective images left out" in evaluate.format_summary(result)

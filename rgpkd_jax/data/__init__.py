@@ -1,8 +1,9 @@
 """Datasets: one TFDS builder per dataset (array_record, no TensorFlow), preparation, lookup.
 
 `get_builder(name, category, data_dir, manual_dir)` returns the builder of one category;
-`prepare(builder, manual_dir)` writes its records once (a no-op when they exist). The input
-pipeline (`rgpkd_jax.data.pipeline`) calls both, so a config is all a user needs.
+`prepare(builder, manual_dir)` writes its records once (when they exist it only checks that the
+manual dir's files are still those they were built from). The input pipeline
+(`rgpkd_jax.data.pipeline`) calls both, so a config is all a user needs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Optional
 
 import tensorflow_datasets as tfds
 
+from rgpkd_jax.data.base import SOURCE_FINGERPRINT
 from rgpkd_jax.data.errors import DatasetError
 from rgpkd_jax.data import btad, elpv, folder, mpdd, mvtec_3d_ad, mvtec_ad, synthetic, valeo_vad, visa
 
@@ -63,17 +65,44 @@ def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
     return tfds.core.dataset_info.dataset_info_path(builder.data_path).exists()
 
 
+def check_source_unchanged(builder: tfds.core.DatasetBuilder, manual_dir: Optional[str]) -> None:
+    """Raises DatasetError when the image and mask files under `manual_dir` are not those the
+    prepared copy was built from (added, removed, resized or rewritten since). Nothing to compare
+    without a manual dir (or once it is deleted), or for copies prepared before fingerprints were
+    recorded."""
+    recorded = (builder.info.metadata or {}).get(SOURCE_FINGERPRINT)
+    manual_dir = os.path.expanduser(manual_dir) if manual_dir else None
+    if not manual_dir or not os.path.isdir(manual_dir) or recorded is None:
+        return
+    current = builder.source_fingerprint(manual_dir)
+    if current["sha256"] != recorded["sha256"]:
+        raise DatasetError(
+            f"{builder.name}/{builder.builder_config.name}: the files in {manual_dir} changed since "
+            f"the prepared copy in {builder.data_dir} was built ({recorded['num_files']} files, "
+            f"{recorded['total_bytes']} bytes, newest {recorded['newest_mtime']}; now "
+            f"{current['num_files']} files, {current['total_bytes']} bytes, newest "
+            f"{current['newest_mtime']}). Prepare it again: python -m rgpkd_jax.data.prepare "
+            f"--dataset {builder.name} --category {builder.builder_config.name} --manual_dir "
+            f"{manual_dir} --data_dir {builder.data_dir_root} --force")
+
+
 def prepare(builder: tfds.core.DatasetBuilder, manual_dir: Optional[str] = None, *,
             force: bool = False, download: bool = False) -> None:
     """Writes the category's records from `manual_dir` (or, with `download`, a verified download
     where the dataset allows it). TFDS writes into `incomplete.*` and renames when done, and deletes
-    that folder on failure, so a failed run leaves nothing that looks prepared."""
+    that folder on failure, so a failed run leaves nothing that looks prepared. Records that exist
+    are kept (unless `force`) if the manual dir still holds the files they were built from, else
+    DatasetError (`check_source_unchanged`)."""
+    if not force and is_prepared(builder):
+        check_source_unchanged(builder, manual_dir)
+        return
     builder.manual_dir = os.path.expanduser(manual_dir) if manual_dir else None
     builder.allow_download = download
     mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if force
             else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+    # The file format comes from get_builder; passing it here too fails with force on a builder
+    # that read its info from an existing prepared copy.
     builder.download_and_prepare(
-        file_format="array_record",
         download_config=tfds.download.DownloadConfig(
             download_mode=mode,
             try_download_gcs=False,

@@ -5,14 +5,20 @@ TensorFlow is not installed, so the builders rely only on the parts of TFDS that
 `tfds.data_source` / `builder.as_data_source()` reads them back with random access.
 
 Images are stored as encoded bytes inside `tfds.features.Image` features:
-- `image`: the file's own bytes when it is an 8-bit RGB PNG or JPEG (lossless, small); anything else
-    (grayscale, palette, RGBA, 16-bit, BMP, TIFF) is converted with PIL's `convert('RGB')` -- the
-    official loader's first step -- and stored as PNG. Every stored image is therefore RGB.
+- `image`: the file's own bytes when it is an 8-bit RGB PNG or JPEG (lossless, small); a 16-bit grey
+    image as a 16-bit grey PNG (its own bytes if it is one), which preprocessing reads at full depth
+    (`rgpkd_jax.deploy.images`); anything else (8-bit grayscale, palette, RGBA, 16-bit colour,
+    BMP, TIFF) is converted with PIL's `convert('RGB')` -- the official loader's first step -- and
+    stored as PNG.
 - `mask`: one channel, 0..255 PNG, all zero for good images; 0/1 masks are scaled to 0/255 when
     prepared (see `preprocess.mask_to_uint8`).
 The pipeline reads them with `tfds.decode.SkipDecoding()` and decodes with PIL itself, so decoding
 is identical to the official code whether or not OpenCV (which TFDS prefers) is installed, and a
 JPEG never goes through a second decoder.
+
+The dataset's metadata (`metadata.json`) records `source_fingerprint`: the image and mask files
+it was built from (`source.fingerprint`), so a later use can tell that the source folder changed.
+Defective images whose mask is empty (no defect pixel) are prepared but named in a warning.
 
 Records keep the order in which a builder lists them (`disable_shuffling=True`), sorted by file
 name, so `index` is stable and test batches come out in a documented order.
@@ -25,6 +31,7 @@ import io
 import os
 from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 from PIL import Image
@@ -34,6 +41,7 @@ from rgpkd_jax.data.errors import DatasetError
 
 LABEL_NAMES = ("good", "defective")
 GOOD = "good"
+SOURCE_FINGERPRINT = "source_fingerprint"  # the dataset metadata's key of `source.fingerprint`
 
 # Images with an aspect ratio this close to their mask's are treated as the same picture at a
 # different resolution (the mask is resized); anything else is an error.
@@ -60,21 +68,18 @@ def features() -> tfds.features.FeaturesDict:
     })
 
 
-def _describe(source) -> str:
-    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<in-memory image>"
-
-
 def _read(source, what: str, file_name: str) -> tuple[bytes, Image.Image]:
     """Encoded bytes and the fully decoded image; a clear error for unreadable files."""
     try:
         data = source if isinstance(source, bytes) else open(source, "rb").read()
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        image = preprocess.open_image(data, preprocess.source_name(source))
+    except preprocess.UnsupportedImageError as error:
+        raise DatasetError(str(error)) from error
     except FileNotFoundError as error:
-        raise DatasetError(f"{what} of {file_name} not found: {_describe(source)}. "
+        raise DatasetError(f"{what} of {file_name} not found: {preprocess.source_name(source)}. "
                            "Restore the file or re-extract the dataset.") from error
     except Exception as error:  # PIL raises several unrelated types for broken files.
-        raise DatasetError(f"Cannot decode {what} {_describe(source)} ({error}). The file is corrupt or "
+        raise DatasetError(f"Cannot decode {what} {preprocess.source_name(source)} ({error}). The file is corrupt or "
                            "not an image: re-extract the dataset or delete the file.") from error
     return data, image
 
@@ -86,11 +91,16 @@ def _png(image: Image.Image) -> bytes:
 
 
 def encode_image(source, file_name: str) -> tuple[bytes, tuple[int, int]]:
-    """RGB PNG/JPEG bytes for the `image` feature, and the image size (width, height)."""
+    """PNG/JPEG bytes for the `image` feature (RGB, or 16-bit grey), and the size (width, height)."""
     data, image = _read(source, "image", file_name)
-    if image.mode == "RGB" and image.format in ("PNG", "JPEG"):
+    if preprocess.is_sixteen_bit_grey(image):
+        if image.format != "PNG":
+            data = _png(Image.fromarray(np.asarray(image, np.uint16)))
         return data, image.size
-    return _png(image.convert("RGB")), image.size
+    if (image.mode == "RGB" and image.format in ("PNG", "JPEG")
+            and not image.info.get(preprocess.READ_FROM_16_BITS)):
+        return data, image.size
+    return _png(preprocess.to_rgb(image)), image.size
 
 
 def encode_mask(source, image_size: tuple[int, int], file_name: str) -> bytes:
@@ -98,16 +108,19 @@ def encode_mask(source, image_size: tuple[int, int], file_name: str) -> bytes:
     if source is None:
         return _png(Image.new("L", image_size, 0))
     _, mask = _read(source, "mask", file_name)
-    grey = Image.fromarray(preprocess.mask_to_uint8(mask))
+    try:
+        grey = Image.fromarray(preprocess.mask_to_uint8(mask, preprocess.source_name(source)))
+    except preprocess.UnsupportedImageError as error:
+        raise DatasetError(str(error)) from error
     if grey.size != image_size:
         (mask_w, mask_h), (image_w, image_h) = grey.size, image_size
         if abs(mask_w / mask_h - image_w / image_h) > _ASPECT_TOLERANCE * image_w / image_h:
             raise DatasetError(
-                f"Mask {_describe(source)} is {mask_w}x{mask_h} but its image {file_name} is "
+                f"Mask {preprocess.source_name(source)} is {mask_w}x{mask_h} but its image {file_name} is "
                 f"{image_w}x{image_h} (a different shape): it is probably the mask of another image. "
                 "Fix or remove the mask.")
         logging.warning("Mask %s is %dx%d, image %s is %dx%d: resizing the mask (bilinear).",
-                        _describe(source), mask_w, mask_h, file_name, image_w, image_h)
+                        preprocess.source_name(source), mask_w, mask_h, file_name, image_w, image_h)
         grey = grey.resize(image_size, Image.Resampling.BILINEAR)
     return _png(grey)
 
@@ -156,6 +169,7 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             homepage=self.HOMEPAGE,
             citation=self.CITATION,
             disable_shuffling=True,
+            metadata=tfds.core.MetadataDict(),
         )
 
     @property
@@ -170,8 +184,16 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def list_samples(self, root: str, category: str) -> Mapping[str, Sequence[Sample]]:
         raise NotImplementedError
 
+    def source_fingerprint(self, root: str, splits: Mapping[str, Sequence[Sample]] | None = None) -> dict:
+        """`source.fingerprint` of the image and mask files of the category's samples under `root`."""
+        splits = self.list_samples(root, self.category) if splits is None else splits
+        files = [path for samples in splits.values() for sample in samples
+                 for path in (sample.image, sample.mask) if isinstance(path, (str, os.PathLike))]
+        return source.fingerprint(root, files)
+
     def _split_generators(self, dl_manager):
-        splits = self.list_samples(self.source_root(dl_manager), self.category)
+        root = self.source_root(dl_manager)
+        splits = self.list_samples(root, self.category)
         for split, samples in splits.items():
             if not samples:
                 raise DatasetError(f"{self.name}/{self.category}: the {split} split has no images.")
@@ -182,8 +204,23 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     raise DatasetError(
                         f"Defective image {sample.file_name} has no ground-truth mask. Restore the mask "
                         "(see the dataset's layout in MANUAL_DOWNLOAD_INSTRUCTIONS) or remove the image.")
-        return {split: self._generate_examples(samples) for split, samples in splits.items()}
+        self.info.metadata[SOURCE_FINGERPRINT] = self.source_fingerprint(root, splits)
+        return {split: self._generate_examples(samples, split) for split, samples in splits.items()}
 
-    def _generate_examples(self, samples: Iterable[Sample]) -> Iterator[tuple[int, dict]]:
+    def _generate_examples(self, samples: Iterable[Sample], split: str) -> Iterator[tuple[int, dict]]:
+        empty_masks = []
         for index, sample in enumerate(samples):
-            yield index, encode_sample(sample)
+            example = encode_sample(sample)
+            if sample.label == 1 and sample.mask is not None and not _has_foreground(example["mask"]):
+                empty_masks.append(sample.file_name)
+            yield index, example
+        if empty_masks:
+            # They would count as defective in image AUROC but add no defect pixel to the pixel
+            # metrics, and the per-image AUPRO leaves them out (docs/reference.md §5.5).
+            logging.warning("%s/%s %s split: %d defective images have an empty mask (no defect "
+                            "pixel); fix or remove the masks, or the images: %s", self.name,
+                            self.category, split, len(empty_masks), ", ".join(empty_masks))
+
+
+def _has_foreground(mask_png: bytes) -> bool:
+    return bool(np.asarray(Image.open(io.BytesIO(mask_png))).any())

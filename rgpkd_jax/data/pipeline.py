@@ -53,10 +53,13 @@ def _dataset_config(config):
 
 
 def prepared_builder(config) -> tfds.core.DatasetBuilder:
-    """The config's builder, prepared now if it was not."""
+    """The config's builder, prepared now if it was not; a prepared one whose manual dir changed
+    since is refused (`data_lib.check_source_unchanged`)."""
     name, category, data_dir, manual_dir = _dataset_config(config)
     builder = data_lib.get_builder(name, category, data_dir=data_dir, manual_dir=manual_dir)
-    if not data_lib.is_prepared(builder):
+    if data_lib.is_prepared(builder):
+        data_lib.check_source_unchanged(builder, manual_dir)
+    else:
         try:
             data_lib.prepare(builder, manual_dir)
         except DatasetError as error:

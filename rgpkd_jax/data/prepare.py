@@ -2,7 +2,8 @@
 
 Writes one array_record dataset per category into `--data_dir` (default `$RGPKD_JAX_DATA` or
 `~/tensorflow_datasets`), all categories unless `--category` is given. Already prepared categories
-are skipped unless `--force`. `--download` fetches and checks the public archive of datasets that
+are kept unless `--force` rebuilds them; kept ones are checked against `--manual_dir` (an error if
+its files changed since). `--download` fetches and checks the public archive of datasets that
 have one (MVTec AD, VisA, MVTec 3D-AD) when no `--manual_dir` is given.
 """
 
@@ -20,7 +21,8 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder holding the datase
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where prepared records go (default: $RGPKD_JAX_DATA "
                                 "or ~/tensorflow_datasets).")
 _DOWNLOAD = flags.DEFINE_bool("download", False, "Download the public archive if no --manual_dir.")
-_FORCE = flags.DEFINE_bool("force", False, "Prepare again even if prepared.")
+_FORCE = flags.DEFINE_bool("force", False, "Prepare again even if prepared (after the source files "
+                           "changed).")
 flags.mark_flag_as_required("dataset")
 
 

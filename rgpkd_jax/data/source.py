@@ -8,10 +8,13 @@ complete, so an interrupted download or extraction never looks finished.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import os
 import shutil
 import tarfile
 import zipfile
+from typing import Iterable
 
 from rgpkd_jax import download
 from rgpkd_jax.data.errors import DatasetError
@@ -77,3 +80,17 @@ def extract(archive: str, destination: str) -> str:
             raise DatasetError(f"{archive} is neither a zip nor a tar archive; delete it and retry.")
         os.replace(partial, destination)
     return destination
+
+
+def fingerprint(root: str, paths: Iterable[str | os.PathLike]) -> dict:
+    """What a prepared copy is built from: the files' number, total size, newest modification
+    time, and a sha256 of each file's (path relative to `root`, size, mtime); a moved `root` with
+    untouched files keeps its fingerprint, an added, removed, resized or rewritten file changes it."""
+    digest, total, newest, count = hashlib.sha256(), 0, 0, 0
+    for path in sorted({os.fspath(p) for p in paths}):
+        stat = os.stat(path)
+        digest.update(f"{os.path.relpath(path, root)}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        total, newest, count = total + stat.st_size, max(newest, stat.st_mtime_ns), count + 1
+    newest_time = datetime.datetime.fromtimestamp(newest / 1e9, datetime.timezone.utc)
+    return {"num_files": count, "total_bytes": total,
+            "newest_mtime": newest_time.isoformat(timespec="seconds"), "sha256": digest.hexdigest()}

@@ -8,6 +8,13 @@ low-pass filters when downscaling, as torchvision's Resize does on PIL images) -
 
 Heat maps are a jet colour map blended half and half over the image; the jet table is
 matplotlib's (same segment data, 256 entries, same lookup), so figures need no matplotlib here.
+
+16-bit images (docs/reference.md §1 reads 8-bit files only; `convert('RGB')` would clip a 16-bit
+grey image to white): 16-bit grey (PIL modes I;16*, or I from a PNG) is read at full depth, scaled
+to [0, 1] by 65535 and resized as float (PIL mode F, the same bilinear filter), then given three
+equal channels. Pillow decodes 16-bit colour (RGB/RGBA/LA) by keeping each sample's high byte, an
+8-bit image within 1/255 of the true one; that is used, with a warning naming the file. 32-bit
+integer or float images (modes I, F) have no known range and are refused.
 """
 
 from __future__ import annotations
@@ -24,6 +31,10 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 INTERPOLATION = "bilinear"  # PIL's, on the uint8 RGB image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+SIXTEEN_BIT_MAX = 65535  # 16-bit samples are scaled to [0, 1] by the largest value of the type
+SIXTEEN_BIT_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+# `Image.info` key set on 16-bit colour images Pillow decoded at 8 bits (their file is not 8-bit).
+READ_FROM_16_BITS = "rgpkd_jax.read_from_16_bits"
 
 Size = Union[int, tuple[int, int]]
 ImageSource = Union[bytes, str, os.PathLike, Image.Image]
@@ -39,31 +50,73 @@ def size_hw(size: Size) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def open_image(source: ImageSource) -> Image.Image:
-    """Opens encoded bytes, a path or a PIL image, fully decoded (corrupt files fail here)."""
+class UnsupportedImageError(ValueError):
+    """An image whose pixel values cannot be read faithfully; the message names the file."""
+
+
+def source_name(source: ImageSource) -> str:
+    """The path of a file source, for messages."""
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<in-memory image>"
+
+
+def is_sixteen_bit_grey(image: Image.Image) -> bool:
+    """A 16-bit grey image (Pillow opens 16-bit grey PNGs as I;16, older versions as I)."""
+    return image.mode in SIXTEEN_BIT_GREY_MODES or (image.mode == "I" and image.format == "PNG")
+
+
+def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
+    """Opens encoded bytes, a path or a PIL image, fully decoded (corrupt files fail here).
+
+    Raises UnsupportedImageError for 32-bit images; warns when Pillow reduces a 16-bit colour
+    file to 8 bits per channel (see the module docstring). `name` names the file in both.
+    """
+    name = name or source_name(source)
     if isinstance(source, Image.Image):
-        return source
-    if isinstance(source, bytes):
-        image = Image.open(io.BytesIO(source))
+        image = source
     else:
-        image = Image.open(os.fspath(source))
-    image.load()
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source))
+        # The decoder's raw mode tells the file's depth; after load() only the 8-bit result is left.
+        if image.mode in ("RGB", "RGBA", "LA") and any(";16" in str(tile.args) for tile in image.tile):
+            image.info[READ_FROM_16_BITS] = True
+            _log.warning("%s: 16-bit %s image read at 8 bits per channel (Pillow keeps the high byte "
+                         "of each sample)", name, image.mode)
+        image.load()
+    if image.mode in ("I", "F") and not is_sixteen_bit_grey(image):
+        raise UnsupportedImageError(
+            f"{name}: 32-bit {'float' if image.mode == 'F' else 'integer'} image (PIL mode "
+            f"{image.mode}) has no known value range; save it as an 8-bit or 16-bit PNG.")
     return image
 
 
+def _sixteen_bit_unit(image: Image.Image) -> np.ndarray:
+    """A 16-bit grey image as float32 in [0, 1], scaled by 65535."""
+    return np.asarray(image, dtype=np.float32) / np.float32(SIXTEEN_BIT_MAX)
+
+
 def to_rgb(source: ImageSource) -> Image.Image:
-    """The official loader's `Image.open(path).convert('RGB')`."""
+    """The official loader's `Image.open(path).convert('RGB')`; 16-bit grey is scaled to 8 bits
+    (rounded) instead of clipped."""
     image = open_image(source)
+    if is_sixteen_bit_grey(image):
+        grey = np.round(_sixteen_bit_unit(image) * 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def preprocess_image(source: ImageSource, size: Size) -> np.ndarray:
-    """Encoded/PIL image -> (H, W, 3) float32, ImageNet-normalised."""
+    """Encoded/PIL image -> (H, W, 3) float32, ImageNet-normalised (16-bit grey at full depth)."""
     height, width = size_hw(size)
-    image = to_rgb(source)
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    image = open_image(source)
+    if is_sixteen_bit_grey(image):
+        grey = Image.fromarray(_sixteen_bit_unit(image))  # mode F
+        if grey.size != (width, height):
+            grey = grey.resize((width, height), Image.Resampling.BILINEAR)
+        pixels = np.repeat(np.asarray(grey, dtype=np.float32)[..., None], 3, axis=-1)
+    else:
+        image = to_rgb(image)
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
     return (pixels - IMAGENET_MEAN) / IMAGENET_STD
 
 

@@ -151,19 +151,26 @@ class PerImageAupro:
     Attributes:
       mean: mean over the images that produced a value (the published RD4AD number).
       per_image: (N,) value per input image; NaN for good images and for skipped ones.
-      skipped: reason -> number of defective images left out of the mean (the official code
-        crashes or gives NaN on these; see :func:`aupro_rd4ad_per_image`).
+      skipped_images: reason -> indices of the defective images left out of the mean (the
+        official code crashes or gives NaN on these, or their mask is empty; see
+        :func:`aupro_rd4ad_per_image`).
     """
 
     mean: float
     per_image: np.ndarray
-    skipped: dict[str, int]
+    skipped_images: dict[str, list[int]]
 
     @property
     def num_images(self) -> int:
         return int(np.count_nonzero(np.isfinite(self.per_image)))
 
+    @property
+    def skipped(self) -> dict[str, int]:
+        """reason -> number of defective images left out of the mean."""
+        return {reason: len(indices) for reason, indices in self.skipped_images.items()}
 
+
+SKIP_EMPTY_MASK = "labelled defective but the mask is empty at the evaluation size"
 SKIP_CONSTANT_MAP = "constant map"
 SKIP_NO_NORMAL_PIXEL = "no normal pixel"
 SKIP_TOO_FEW_POINTS = "fewer than 2 points below the FPR limit"
@@ -243,7 +250,7 @@ def _per_image_value(amap: np.ndarray, mask: np.ndarray, fpr_limit: float,
     return float(abs(np.trapezoid(pro, fpr / fpr.max())))
 
 
-def aupro_rd4ad_per_image(maps, masks, *, fpr_limit: float = OFFICIAL_FPR_LIMIT,
+def aupro_rd4ad_per_image(maps, masks, labels=None, *, fpr_limit: float = OFFICIAL_FPR_LIMIT,
                           num_thresholds: int = RD4AD_NUM_THRESHOLDS) -> PerImageAupro:
     """The RD4AD / SK-RD4AD "AUPRO" (docs/reference.md §2.6), **not** the official MVTec metric.
 
@@ -252,26 +259,39 @@ def aupro_rd4ad_per_image(maps, masks, *, fpr_limit: float = OFFICIAL_FPR_LIMIT,
     the image's 8-connected regions of the fraction of pixels with score > threshold, and
     FPR = positive normal pixels / normal pixels of that image; keep points with FPR < fpr_limit,
     divide FPR by the largest kept FPR, trapezoid area. The result is the mean over those images.
-    Images with an empty mask (good ones, or defective ones whose mask vanished when resized)
-    never enter.
 
-    Where the official code crashes (constant map, mask covering the whole image, fewer than two
-    points below the limit) or returns NaN, which makes its mean NaN (every kept point at FPR 0,
-    so the FPR axis is divided by 0), the image is skipped and counted in ``skipped``.
+    Left out of the mean, and listed by index in ``skipped_images``:
+    * with ``labels`` (N,), images labelled defective (1) whose mask is empty: the defect is
+      smaller than a pixel after the bilinear resize and 0.5 threshold (docs/reference.md §1),
+      or the mask file is blank. Their PRO has no region to measure. Without labels they cannot
+      be told from good images and are not counted.
+    * where the official code crashes (constant map, mask covering the whole image, fewer than
+      two points below the limit) or returns NaN, which makes its mean NaN (every kept point at
+      FPR 0, so the FPR axis is divided by 0).
     Raises ValueError if no image produced a value.
     """
     maps, masks = _check_inputs(maps, masks, fpr_limit)
     per_image = np.full(len(maps), np.nan)
-    skipped: dict[str, int] = {}
-    defective_images = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
+    skipped_images: dict[str, list[int]] = {}
+    has_defect = masks.reshape(len(masks), -1).any(axis=1)
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(maps),):
+            raise ValueError(f"labels {labels.shape} must be one per map ({len(maps)}).")
+        empty = np.flatnonzero((labels == 1) & ~has_defect).tolist()
+        if empty:
+            skipped_images[SKIP_EMPTY_MASK] = empty
+    defective_images = np.flatnonzero(has_defect)
     for i in defective_images:
         value = _per_image_value(maps[i], masks[i], fpr_limit, num_thresholds)
         if isinstance(value, str):
-            skipped[value] = skipped.get(value, 0) + 1
+            skipped_images.setdefault(value, []).append(int(i))
         else:
             per_image[i] = value
     if not np.isfinite(per_image).any():
+        reasons = {reason: len(indices) for reason, indices in skipped_images.items()}
         raise ValueError(
             f"RD4AD per-image AUPRO is undefined: {defective_images.size} images have a defective "
-            f"pixel and none gave a value (skipped: {skipped or 'none'}).")
-    return PerImageAupro(mean=float(np.nanmean(per_image)), per_image=per_image, skipped=skipped)
+            f"pixel and none gave a value (skipped: {reasons or 'none'}).")
+    return PerImageAupro(mean=float(np.nanmean(per_image)), per_image=per_image,
+                         skipped_images=skipped_images)

@@ -10,6 +10,9 @@ from rgpkd_jax.metrics.aupro import OFFICIAL_FPR_LIMIT, aupro, aupro_rd4ad_per_i
 from rgpkd_jax.metrics.auroc import as_binary, roc_auc, roc_curve
 
 GOOD = "good"
+# compute_metrics' key of the images left out of the RD4AD per-image AUPRO (not a number: the
+# evaluator writes it beside the metrics).
+PER_IMAGE_AUPRO_LEFT_OUT = "aupro_rd4ad_per_image/left_out"
 
 
 def _prepare(maps, labels, scores):
@@ -27,7 +30,8 @@ def _prepare(maps, labels, scores):
 
 def compute_metrics(maps, masks, labels, scores=None, defect_types: Sequence[str] | None = None,
                     *, fpr_limit: float = OFFICIAL_FPR_LIMIT,
-                    per_image_aupro: bool = True) -> dict[str, float | int]:
+                    per_image_aupro: bool = True,
+                    file_names: Sequence[str] | None = None) -> dict[str, float | int | dict]:
     """Image AUROC, pixel AUROC, official AU-PRO and the RD4AD per-image AUPRO of a test set.
 
     Args:
@@ -39,11 +43,15 @@ def compute_metrics(maps, masks, labels, scores=None, defect_types: Sequence[str
       defect_types: (N,) folder names; adds ``image_auroc/<type>`` (that type against good).
       fpr_limit: FPR limit of both AU-PRO variants (0.3 in every published table).
       per_image_aupro: also compute the RD4AD per-image variant.
+      file_names: (N,) names of the images, to list those the per-image variant leaves out.
 
     Keys: ``image_auroc``, ``pixel_auroc``, ``aupro`` (official MVTec, pooled over all images),
     ``aupro_rd4ad_per_image`` (the RD4AD/SK-RD4AD code's number; not comparable with ``aupro``)
-    with ``aupro_rd4ad_per_image/num_images`` and ``/num_skipped``, and ``image_auroc/<type>``.
-    Values are unrounded fractions in [0, 1].
+    with ``aupro_rd4ad_per_image/num_images`` and ``/num_skipped`` (defective images left out,
+    empty masks included; :func:`~rgpkd_jax.metrics.aupro.aupro_rd4ad_per_image` says why), and
+    ``image_auroc/<type>``. Values are unrounded fractions in [0, 1], except
+    ``aupro_rd4ad_per_image/left_out``: reason -> file names (indices without ``file_names``) of
+    the left-out images.
     """
     maps, labels, scores = _prepare(maps, labels, scores)
     results: dict[str, float | int] = {"image_auroc": roc_auc(scores, labels, what="image_auroc")}
@@ -65,10 +73,14 @@ def compute_metrics(maps, masks, labels, scores=None, defect_types: Sequence[str
     results["aupro"] = aupro(maps, masks, fpr_limit=fpr_limit)
     if not per_image_aupro:
         return results
-    per_image = aupro_rd4ad_per_image(maps, masks, fpr_limit=fpr_limit)
+    per_image = aupro_rd4ad_per_image(maps, masks, labels, fpr_limit=fpr_limit)
     results["aupro_rd4ad_per_image"] = per_image.mean
     results["aupro_rd4ad_per_image/num_images"] = per_image.num_images
     results["aupro_rd4ad_per_image/num_skipped"] = sum(per_image.skipped.values())
+    names = np.asarray(file_names).astype(str).tolist() if file_names is not None else None
+    results[PER_IMAGE_AUPRO_LEFT_OUT] = {
+        reason: [names[i] for i in indices] if names else indices
+        for reason, indices in per_image.skipped_images.items()}
     return results
 
 

@@ -238,3 +238,20 @@ def test_threshold_counting_equals_searchsorted(dtype):
                                  np.nextafter(thresholds, -np.inf)]).astype(thresholds.dtype)
         np.testing.assert_array_equal(aupro_module._count_thresholds_below(thresholds, probes),
                                       np.searchsorted(thresholds, probes, side="left"))
+
+
+def test_rd4ad_per_image_counts_and_lists_defective_images_with_empty_masks():
+    # A defect smaller than a pixel at the evaluation size leaves a labelled-defective image with
+    # an empty mask: it must be counted and listed, not silently dropped.
+    rng = np.random.default_rng(11)
+    masks = np.zeros((5, 24, 24), np.float32)
+    masks[1, 3:9, 4:10] = 1
+    masks[3, 10:20, 12:18] = 1
+    maps = rng.random(masks.shape) + masks
+    labels = np.array([0, 1, 1, 1, 1])
+    result = aupro_rd4ad_per_image(maps, masks, labels)
+    assert result.skipped_images == {aupro_module.SKIP_EMPTY_MASK: [2, 4]}
+    assert result.skipped == {aupro_module.SKIP_EMPTY_MASK: 2} and result.num_images == 2
+    expected = np.mean([aupro_reference.rd4ad_image_aupro(maps[i], masks[i]) for i in (1, 3)])
+    assert result.mean == pytest.approx(expected, abs=TOLERANCE)
+    assert aupro_rd4ad_per_image(maps, masks).skipped == {}  # without labels: not knowable

@@ -119,3 +119,18 @@ def test_metric_curves_are_thinned_and_end_where_expected():
     assert all(len(v) <= 100 for v in curves.values())
     assert curves["pixel_roc/fpr"][-1] == 1.0 and curves["pixel_roc/tpr"][-1] == 1.0
     assert curves["pro/fpr"][-1] == pytest.approx(0.3)
+
+
+def test_compute_metrics_lists_images_left_out_of_the_per_image_aupro():
+    maps, masks, labels, types = small_test_set()
+    masks[4] = 0                                    # a defective image whose mask vanished
+    maps[7] = 0.5                                   # a constant map (the official code crashes)
+    names = np.array([f"test/{t}/{i:03d}.png" for i, t in enumerate(types)])
+    got = summary.compute_metrics(maps, masks, labels, defect_types=types, file_names=names)
+    assert got["aupro_rd4ad_per_image/num_skipped"] == 2
+    assert got["aupro_rd4ad_per_image/num_images"] == 4
+    assert got[summary.PER_IMAGE_AUPRO_LEFT_OUT] == {
+        aupro.SKIP_EMPTY_MASK: ["test/crack/004.png"], aupro.SKIP_CONSTANT_MAP: ["test/hole/007.png"]}
+    without_names = summary.compute_metrics(maps, masks, labels)
+    assert without_names[summary.PER_IMAGE_AUPRO_LEFT_OUT] == {
+        aupro.SKIP_EMPTY_MASK: [4], aupro.SKIP_CONSTANT_MAP: [7]}
