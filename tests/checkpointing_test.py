@@ -3,6 +3,7 @@ data positions across process layouts, what a checkpoint holds (no teacher, its 
 damaged checkpoints, and evaluation configs that differ from training."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -166,3 +167,12 @@ def test_eval_with_a_config_that_differs_from_training_names_each_conflicting_ke
     assert "model.skips=True (trained with False)" in message and "conv_impl" not in message
     config.model.conv_impl = "xla"
     assert checkpointing.load_trained_model(config, workdir)[2] == 0
+
+
+def test_a_checkpoint_without_a_teacher_record_is_one_error(tmp_path, synthetic_data_dir):
+    """Checkpoints written before the teacher was left out hold no `teacher` item."""
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
+    workdir = _imported_workdir(config, tmp_path)
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "0", "teacher"))
+    with pytest.raises(checkpointing.DamagedCheckpointError, match=r"checkpoints/0 records no teacher.*new --workdir$"):
+        checkpointing.load_trained_model(config, workdir)
