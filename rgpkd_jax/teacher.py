@@ -12,6 +12,7 @@ run's files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -19,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
@@ -237,12 +239,35 @@ RANDOM_TEACHER_WARNING = (
     "real defects). Get the weights with: python -m rgpkd_jax.convert --arch {arch} --download")
 
 
-def load_into(model: nnx.Module, config) -> dict:
-    """Loads `config.teacher.weights` into `model.teacher`; returns a description for the run files."""
+def load_into(model: nnx.Module, config, *, recorded: Mapping[str, Any] | None = None) -> dict:
+    """Loads `config.teacher.weights` into `model.teacher`; returns its provenance (arch, where the
+    weights came from, and the `digest` of the loaded values), which run files and checkpoints keep.
+
+    `recorded`: the provenance a checkpoint holds. A run that fell back to a random teacher is
+    rebuilt random even once ImageNet weights are cached (docs/checkpoints.md); the caller
+    compares the digests.
+    """
     arch, weights = config.teacher.arch, config.teacher.weights
+    fell_back = (recorded is not None and "reason" in recorded and weights == "imagenet"
+                 and config.teacher.fallback_to_random)
+    if fell_back:
+        info = _random_provenance(arch, config.seed, reason=recorded["reason"])
+    else:
+        info = _load_weights(model, config, arch, weights)
+    return {**info, "digest": fingerprint(model.teacher)}
+
+
+def _random_provenance(arch: str, seed: int, **details) -> dict:
+    """A random teacher (initialised by `build_model` from `config.seed`), announced loudly."""
+    message = RANDOM_TEACHER_WARNING.format(arch=arch)
+    logging.warning("\n%s\n%s\n%s%s", "!" * 100, message, "!" * 100,
+                    f"\n(reason: {details['reason']})" if "reason" in details else "")
+    return {"arch": arch, "weights": "random", "seed": int(seed), "warning": message, **details}
+
+
+def _load_weights(model: nnx.Module, config, arch: str, weights: str) -> dict:
     if weights == "random":
-        logging.warning(RANDOM_TEACHER_WARNING.format(arch=arch))
-        return {"arch": arch, "weights": "random", "warning": RANDOM_TEACHER_WARNING.format(arch=arch)}
+        return _random_provenance(arch, config.seed)
     try:
         pretrained = load_teacher(arch, weights, num_layers=_num_layers(model))
     except Exception as e:  # noqa: BLE001 - any failure to get weights may fall back, loudly
@@ -250,11 +275,42 @@ def load_into(model: nnx.Module, config) -> dict:
             raise
         pretrained = _download_or_none(arch, model, reason=e)
         if pretrained is None:
-            message = RANDOM_TEACHER_WARNING.format(arch=arch)
-            logging.warning("\n%s\n%s\n%s\n(reason: %s)", "!" * 100, message, "!" * 100, e)
-            return {"arch": arch, "weights": "random", "warning": message, "reason": str(e)}
+            return _random_provenance(arch, config.seed, reason=str(e))
     nnx.update(model.teacher, nnx.state(pretrained))
-    return {"arch": arch, "weights": weights}
+    return {"arch": arch, "weights": weights, **_weights_source(arch, weights)}
+
+
+def _weights_source(arch: str, weights: str) -> dict:
+    """Where loaded weights came from: the converted directory's record of its .pth (name,
+    sha256, torchvision URL when official), or a .pth file's own sha256."""
+    path = imagenet_checkpoint_dir(arch) if weights == "imagenet" else Path(weights).expanduser()
+    if path.is_file():
+        return {"path": str(path.absolute()), "sha256": file_digest(path, "sha256")}
+    metadata = json.loads((path / TEACHER_METADATA).read_text())
+    source = {"path": str(path.absolute()), "source": metadata.get("source"), "sha256": metadata.get("sha256")}
+    if metadata.get("official_torchvision_imagenet"):
+        source["url"] = TORCHVISION_BASE_URL + _weights_file(arch)
+    return source
+
+
+def fingerprint(module: nnx.Module) -> str:
+    """sha256 of a module's values (parameters and BN statistics as float32, in path order): the
+    same teacher gives the same digest whichever file or seed it was built from."""
+    digest = hashlib.sha256()
+    leaves, _ = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(nnx.state(module)))
+    for path, value in leaves:
+        digest.update(jax.tree_util.keystr(path).encode())
+        digest.update(np.ascontiguousarray(np.asarray(value, np.float32)).tobytes())
+    return digest.hexdigest()
+
+
+def describe(provenance: Mapping[str, Any]) -> str:
+    """A teacher's provenance in a few words, for one-line errors."""
+    if provenance.get("weights") == "random":
+        origin = f"random (seed {provenance.get('seed')})"
+    else:
+        origin = f"{provenance.get('path') or provenance.get('weights')} (sha256 {str(provenance.get('sha256'))[:12]})"
+    return f"{provenance.get('arch')} {origin}, values {str(provenance.get('digest'))[:12]}"
 
 
 def _num_layers(model) -> int:

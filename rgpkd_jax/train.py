@@ -3,8 +3,9 @@
 `train_and_evaluate(config, workdir)` builds the model through `models.build_model`, loads the
 teacher, and runs a `jax.jit` train step over a ('data',) mesh of all devices (batch sharded, state
 replicated and donated); the next batch is read and copied to the devices while a step runs.
-Checkpoints (orbax, saved asynchronously) hold the model, the optimiser, the step and the data
-iterators' positions, so a rerun with the same workdir resumes exactly where the last one stopped.
+Checkpoints (orbax, saved asynchronously) hold the trained model (the teacher is recorded, not
+saved), the optimiser, the step and the data iterators' positions, so a rerun with the same
+workdir resumes exactly where the last one stopped.
 Nothing here looks at test data: evaluation happens once, after the last step. With many processes
 each reads its shard of every global batch, and only process 0 writes files.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import checkpointing, evaluate, files, metric_writer, optim, sharding
+from rgpkd_jax import checkpointing, evaluate, metric_writer, optim, sharding
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models import TRAINABLE
 
@@ -68,27 +69,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                          f"{tc.batch_size}; lower --config.train.batch_size")
     total_steps = tc.epochs * steps_per_epoch
 
-    model, teacher_info = checkpointing.setup_model(config)
-    if sharding.is_primary():
-        files.write_json(os.path.join(workdir, "run_info.json"), {
-            "config": config.to_dict(), "teacher": teacher_info, "num_train": num_train,
-            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-            "devices": [str(d) for d in jax.devices()], "process_count": jax.process_count(),
-            "conv_impl": model.conv_impl, "jax_version": jax.__version__})
-
-    schedule = optim.make_schedule(tc, total_steps, steps_per_epoch)
-    graphdef, state = checkpointing.split_train_state(model, tc, schedule)
-    state = jax.device_put(state, sharding.replicated(mesh))
-
-    make_iterator = data_source or (lambda: pipeline.train_iterator(
-        config, seed=config.seed, shard_index=jax.process_index(), shard_count=jax.process_count()))
-    data_iterator = make_iterator()
     manager = checkpointing.checkpoint_manager(workdir, tc)
     step = manager.latest_step() or 0
-    if step:
-        state = checkpointing.restore(manager, step, state, data_iterator, config)
+    make_iterator = data_source or (lambda: pipeline.train_iterator(
+        config, seed=config.seed, shard_index=jax.process_index(), shard_count=jax.process_count()))
+    try:  # a resumed run rebuilds the teacher its checkpoint records (docs/checkpoints.md)
+        model, teacher_info = checkpointing.setup_model(config, restoring=(manager, step) if step else None)
+        schedule = optim.make_schedule(tc, total_steps, steps_per_epoch)
+        graphdef, state = checkpointing.split_train_state(model, tc, schedule)
         state = jax.device_put(state, sharding.replicated(mesh))
-        logging.info("resumed from the checkpoint at step %d of %d", step, total_steps)
+        data_iterator = make_iterator()
+        if step:
+            state = checkpointing.restore(manager, step, state, data_iterator, config)
+            state = jax.device_put(state, sharding.replicated(mesh))
+            logging.info("resumed from the checkpoint at step %d of %d", step, total_steps)
+    except BaseException:
+        manager.close()
+        raise
+    checkpointing.write_run_info(
+        workdir, config, teacher_info, num_train=num_train, steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps, devices=[str(d) for d in jax.devices()],
+        process_count=jax.process_count(), conv_impl=model.conv_impl, jax_version=jax.__version__)
 
     train_step = make_train_step(graphdef)
     writer = metric_writer.MetricWriter(workdir, total_steps, step, enabled=sharding.is_primary())
@@ -131,7 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                 batches.wait_s = 0.0
             if at_checkpoint:
                 start = time.perf_counter()
-                checkpointing.save(manager, step, state, batches, config)  # asynchronous
+                checkpointing.save(manager, step, state, batches, config, teacher_info)  # asynchronous
                 save_s += time.perf_counter() - start
                 last_saved = step
     finally:

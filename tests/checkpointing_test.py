@@ -1,7 +1,9 @@
 """Workdir checkpoints: importing a model trained elsewhere, a kill during an asynchronous save,
-data positions across process layouts."""
+data positions across process layouts, what a checkpoint holds (no teacher, its provenance),
+damaged checkpoints, and evaluation configs that differ from training."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -9,8 +11,13 @@ import textwrap
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from flax import nnx
 
-from rgpkd_jax import checkpointing
+from rgpkd_jax import checkpointing, evaluate, train
+from rgpkd_jax import teacher as teacher_lib
+from rgpkd_jax.config_files import ConfigError
+from rgpkd_jax.data import pipeline
+from rgpkd_jax.models import resnet as resnet_lib
 from tests.helpers import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,10 +25,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_import_refuses_a_workdir_that_already_has_checkpoints(tmp_path, synthetic_data_dir):
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
-    model, _ = checkpointing.setup_model(config)
-    checkpointing.save_imported_model(model, config, str(tmp_path))
+    model, teacher_info = checkpointing.setup_model(config)
+    checkpointing.save_imported_model(model, config, str(tmp_path), teacher_info=teacher_info)
     with pytest.raises(FileExistsError, match="empty --workdir"):
-        checkpointing.save_imported_model(model, config, str(tmp_path))
+        checkpointing.save_imported_model(model, config, str(tmp_path), teacher_info=teacher_info)
 
 
 _KILLED_DURING_SAVE = textwrap.dedent("""
@@ -69,3 +76,103 @@ def test_a_layout_change_resumes_only_without_data_workers():
         "workers": [1, 2]}
     with pytest.raises(ValueError, match=r"step 3 was written by 2 process\(es\) with data.num_workers=2, and this run has 1 .*resume with 2 process\(es\) and --config.data.num_workers=2"):
         checkpointing._position(with_workers, {"process_count": 1, "num_workers": 2}, 3)
+
+
+def _imported_workdir(config, workdir) -> str:
+    """A workdir holding `config`'s (untrained) model as its step-0 checkpoint."""
+    model, teacher_info = checkpointing.setup_model(config)
+    checkpointing.save_imported_model(model, config, str(workdir), teacher_info=teacher_info)
+    return str(workdir)
+
+
+def _saved_tree(workdir, step):
+    return ocp.StandardCheckpointer().metadata(os.path.join(workdir, "checkpoints", str(step), "state")).item_metadata
+
+
+def test_a_checkpoint_holds_no_teacher_nor_prompt_bank_but_records_the_teacher(tmp_path, synthetic_data_dir):
+    config = tiny_config("rgpkd", data_dir=synthetic_data_dir)
+    workdir = _imported_workdir(config, tmp_path)
+    saved = _saved_tree(workdir, 0)["model"]
+    assert "teacher" not in saved and "prompts" not in saved and "student" in saved
+    model, teacher_info, _ = checkpointing.load_trained_model(config, workdir)
+    assert teacher_info["weights"] == "random" and teacher_info["seed"] == config.seed
+    assert teacher_info["digest"] == teacher_lib.fingerprint(model.teacher)
+    assert model.prompts.size == pipeline.num_examples(config, "train")  # rebuilt from the data
+
+
+def test_a_different_teacher_at_restore_is_one_error_naming_both(tmp_path, synthetic_data_dir):
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
+    workdir = _imported_workdir(config, tmp_path / "run")
+    other = teacher_lib.save_teacher(resnet_lib.ResNet("resnet18", rngs=nnx.Rngs(7)), tmp_path / "other",
+                                     metadata={"source": "test", "sha256": "0" * 64})
+    config.teacher.weights = str(other)
+    with pytest.raises(checkpointing.TeacherMismatchError) as error:
+        checkpointing.load_trained_model(config, workdir)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "resnet18 random (seed 0" in message and f"resnet18 {other} (sha256 000000000000" in message
+
+
+def test_a_model_trained_with_a_fallback_random_teacher_still_warns_once_imagenet_weights_appear(
+        tmp_path, synthetic_data_dir, monkeypatch):
+    monkeypatch.setenv("RGPKD_JAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(teacher_lib, "TORCHVISION_BASE_URL", (tmp_path / "offline").as_uri() + "/")
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
+    config.teacher.weights, config.teacher.fallback_to_random = "imagenet", True  # as configs/demo.py
+    workdir = _imported_workdir(config, tmp_path / "run")  # no weights anywhere: falls back to random
+    evaluate.compute_threshold(checkpointing.load_trained_model(config, workdir)[0], config, workdir)
+    teacher_lib.save_teacher(resnet_lib.ResNet("resnet18", rngs=nnx.Rngs(7)),
+                             teacher_lib.imagenet_checkpoint_dir("resnet18"), metadata={"source": "test"})
+    result = evaluate.evaluate_checkpoint(config, workdir)
+    assert result["teacher"]["weights"] == "random" and "RANDOM TEACHER" in result["warning"]
+
+
+@pytest.mark.parametrize("damage", ["truncated_array_file", "emptied_metadata"])
+def test_a_damaged_newest_checkpoint_is_one_error_and_moving_it_aside_resumes(tmp_path, synthetic_data_dir, damage):
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir, checkpoint_every_steps=1)
+    config.train.max_steps_this_run = 2
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(config, workdir, evaluate_after=False)
+    step_dir = os.path.join(workdir, "checkpoints", "2")
+    if damage == "emptied_metadata":
+        open(os.path.join(step_dir, "state", "_METADATA"), "w").close()
+    else:
+        arrays = [os.path.join(root, name) for root, _, names in os.walk(os.path.join(step_dir, "state"))
+                  for name in names if "/d/" in os.path.join(root, name)]
+        biggest = max(arrays, key=os.path.getsize)
+        with open(biggest, "r+b") as f:
+            f.truncate(os.path.getsize(biggest) // 2)
+    for attempt in (lambda: checkpointing.load_trained_model(config, workdir),
+                    lambda: train.train_and_evaluate(config, workdir, evaluate_after=False)):
+        with pytest.raises(checkpointing.DamagedCheckpointError) as error:
+            attempt()
+        message = str(error.value)
+        assert "\n" not in message and message.startswith(f"cannot restore the checkpoint {step_dir} (")
+        assert message.endswith(f"fall back to step 1: mv {step_dir} {workdir}/damaged_step_2")
+    os.rename(step_dir, os.path.join(workdir, "damaged_step_2"))
+    summary = train.train_and_evaluate(config, workdir, evaluate_after=False)
+    assert summary["step"] == 3  # resumed from step 1 for max_steps_this_run=2 steps
+
+
+def test_eval_with_a_config_that_differs_from_training_names_each_conflicting_key(tmp_path, synthetic_data_dir):
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
+    workdir = _imported_workdir(config, tmp_path)
+    other = tiny_config("sk_rd4ad", data_dir=synthetic_data_dir)
+    other.model.conv_impl = "xla"  # how it computes, not what it is: allowed
+    with pytest.raises(ConfigError) as error:
+        checkpointing.load_trained_model(other, workdir)
+    message = str(error.value)
+    assert "\n" not in message and os.path.join(workdir, "run_info.json") in message
+    assert "method='sk_rd4ad' (trained with 'rd4ad')" in message
+    assert "model.skips=True (trained with False)" in message and "conv_impl" not in message
+    config.model.conv_impl = "xla"
+    assert checkpointing.load_trained_model(config, workdir)[2] == 0
+
+
+def test_a_checkpoint_without_a_teacher_record_is_one_error(tmp_path, synthetic_data_dir):
+    """Checkpoints written before the teacher was left out hold no `teacher` item."""
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
+    workdir = _imported_workdir(config, tmp_path)
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "0", "teacher"))
+    with pytest.raises(checkpointing.DamagedCheckpointError, match=r"checkpoints/0 records no teacher.*new --workdir$"):
+        checkpointing.load_trained_model(config, workdir)

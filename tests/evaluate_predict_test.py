@@ -20,8 +20,8 @@ def saved_workdir(tmp_path_factory, synthetic_data_dir):
     """A workdir holding an (untrained) tiny RD4AD checkpoint and its threshold."""
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir, num_visualise=2)
     workdir = str(tmp_path_factory.mktemp("workdir"))
-    model, _ = checkpointing.setup_model(config)
-    checkpointing.save_imported_model(model, config, workdir)
+    model, teacher_info = checkpointing.setup_model(config)
+    checkpointing.save_imported_model(model, config, workdir, teacher_info=teacher_info)
     evaluate.compute_threshold(model, config, workdir)
     return config, workdir
 

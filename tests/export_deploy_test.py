@@ -63,8 +63,8 @@ def export_of(tmp_path_factory, synthetic_data_dir):
         if method not in built:
             config = tiny_config(method, data_dir=synthetic_data_dir)
             workdir = str(tmp_path_factory.mktemp(f"export_{method}"))
-            model, _ = checkpointing.setup_model(config)
-            checkpointing.save_imported_model(model, config, workdir)
+            model, teacher_info = checkpointing.setup_model(config)
+            checkpointing.save_imported_model(model, config, workdir, teacher_info=teacher_info)
             batch = next(iter(pipeline.test_batches(config, batch_size=4)))
             folder = tmp_path_factory.mktemp(f"images_{method}")
             _write_folder(folder, batch["image"])
