@@ -59,6 +59,9 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         # XLA:CPU; auto: cpu when JAX's default backend is the CPU, else xla. Same parameters
         # and values either way; the resolved choice is the model's `conv_impl` attribute.
         conv_impl="auto",
+        # unbiased | biased: the batch variance that updates every BN's running variance.
+        # unbiased (x n/(n-1)) is PyTorch's BatchNorm2d, so the official code's; biased is flax's.
+        bn_running_var="unbiased",
     ))
 
     c.train = ml_collections.ConfigDict(dict(
