@@ -105,6 +105,8 @@ def set_rd4ad_model(c: ml_collections.ConfigDict, *, skips: bool, consistency_ra
         c.model.skips = skips
         c.model.loss = "cosine"          # cosine (official; SK-RD4AD --L2 0) | mse (1) | mix (2)
         c.model.consistency_rate = consistency_rate
+        # fixed (official: resize to 64 and 32 whatever the image size) | per_level (each level's size)
+        c.model.consistency_sizes = "fixed"
         c.model.include_unused_conv4 = False
 
 

@@ -89,6 +89,7 @@ def _build(method: str, arch: str, options: dict, rngs: nnx.Rngs,
         # SK-RD4AD official single-class default rate 0.05; its `--class all` run overrides it to 0.005.
         return RD4AD(arch, rngs=rngs, skips=options["skips"], loss=options["loss"],
                      consistency_rate=options["consistency_rate"],
+                     consistency_sizes=options.get("consistency_sizes", "fixed"),
                      include_unused_conv4=options.get("include_unused_conv4", False), ops=ops)
     if method == "rgpkd":
         return RGPKD(arch, rngs=rngs, ops=ops, **options)
