@@ -85,6 +85,9 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         combine="sum",             # how per-level maps are combined: sum (official) | product
         score="max",               # image score: max (official) | topk_mean
         topk=100,                  # pixels averaged when score='topk_mean'
+        # -1: image scores as computed (RD4AD; SK-RD4AD's README run, --seg 1); d >= 0: rounded
+        # to d decimals before image AUROC, as SK-RD4AD's default image-only evaluation (--seg 0: 3)
+        image_score_decimals=-1,
         fpr_limit=0.3,             # AU-PRO integration limit (official MVTec: 0.3)
         rd4ad_per_image_aupro=True,  # also report the RD4AD-code variant (labelled as such)
         reconstruction_weight=0.0,   # RGPKD: add this x reconstruction-error map
