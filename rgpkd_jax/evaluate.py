@@ -127,7 +127,10 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
     if sharding.is_primary():
         files.write_json(os.path.join(workdir, METRICS_FILE), result)
         if ec.num_visualise > 0:
-            visualize.write_figures(predictions, config, workdir)
+            threshold_path = os.path.join(workdir, THRESHOLD_FILE)
+            threshold = read_threshold(workdir)["threshold"] if os.path.exists(threshold_path) else None
+            visualize.write_figures(predictions, config, workdir, threshold=threshold,
+                                    random_teacher=(teacher_info or {}).get("weights") == "random")
     return result
 
 
