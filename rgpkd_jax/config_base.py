@@ -59,6 +59,9 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         # XLA:CPU; auto: cpu when JAX's default backend is the CPU, else xla. Same parameters
         # and values either way; the resolved choice is the model's `conv_impl` attribute.
         conv_impl="auto",
+        # unbiased | biased: the batch variance that updates every BN's running variance.
+        # unbiased (x n/(n-1)) is PyTorch's BatchNorm2d, so the official code's; biased is flax's.
+        bn_running_var="unbiased",
     ))
 
     c.train = ml_collections.ConfigDict(dict(
@@ -82,6 +85,9 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         combine="sum",             # how per-level maps are combined: sum (official) | product
         score="max",               # image score: max (official) | topk_mean
         topk=100,                  # pixels averaged when score='topk_mean'
+        # -1: image scores as computed (RD4AD; SK-RD4AD's README run, --seg 1); d >= 0: rounded
+        # to d decimals before image AUROC, as SK-RD4AD's default image-only evaluation (--seg 0: 3)
+        image_score_decimals=-1,
         fpr_limit=0.3,             # AU-PRO integration limit (official MVTec: 0.3)
         rd4ad_per_image_aupro=True,  # also report the RD4AD-code variant (labelled as such)
         reconstruction_weight=0.0,   # RGPKD: add this x reconstruction-error map
@@ -102,6 +108,8 @@ def set_rd4ad_model(c: ml_collections.ConfigDict, *, skips: bool, consistency_ra
         c.model.skips = skips
         c.model.loss = "cosine"          # cosine (official; SK-RD4AD --L2 0) | mse (1) | mix (2)
         c.model.consistency_rate = consistency_rate
+        # fixed (official: resize to 64 and 32 whatever the image size) | per_level (each level's size)
+        c.model.consistency_sizes = "fixed"
         c.model.include_unused_conv4 = False
 
 

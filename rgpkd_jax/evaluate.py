@@ -107,8 +107,10 @@ def collect_test_predictions(model, config) -> dict[str, np.ndarray]:
 def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = None) -> dict:
     """Evaluates `model` (an nnx model or a :class:`MapRunner`) on the test split; process 0
     writes `eval_metrics.json` and figures into workdir. Every process returns the result."""
-    predictions = collect_test_predictions(model, config)
     ec = config.eval
+    summary.check_image_score_decimals(ec.image_score_decimals)  # before the long pass over the split
+    predictions = collect_test_predictions(model, config)
+    predictions["score"] = summary.round_image_scores(predictions["score"], ec.image_score_decimals)
     metrics = summary.compute_metrics(
         predictions["map"], predictions["mask"], predictions["label"], scores=predictions["score"],
         defect_types=predictions["defect_type"], fpr_limit=ec.fpr_limit,
@@ -118,6 +120,7 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
         "dataset": config.dataset.name, "category": config.dataset.category,
         "method": config.method, "num_test_images": int(len(predictions["label"])),
         "image_size": config.dataset.image_size, "teacher": teacher_info or {},
+        "image_score_decimals": ec.image_score_decimals,
         "metrics": metrics,
     }
     if left_out is not None:  # reason -> file names of the images the per-image AUPRO leaves out
@@ -127,7 +130,10 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
     if sharding.is_primary():
         files.write_json(os.path.join(workdir, METRICS_FILE), result)
         if ec.num_visualise > 0:
-            visualize.write_figures(predictions, config, workdir)
+            threshold_path = os.path.join(workdir, THRESHOLD_FILE)
+            threshold = read_threshold(workdir)["threshold"] if os.path.exists(threshold_path) else None
+            visualize.write_figures(predictions, config, workdir, threshold=threshold,
+                                    random_teacher=(teacher_info or {}).get("weights") == "random")
     return result
 
 

@@ -78,17 +78,30 @@ def resize_bilinear_align_corners(x: jax.Array, size: tuple[int, int]) -> jax.Ar
     return jnp.einsum("pw,bowc->bopc", cols, x, precision=jax.lax.Precision.HIGHEST)
 
 
-def consistency_loss(teacher: Sequence[jax.Array], student: Sequence[jax.Array]) -> jax.Array:
+CONSISTENCY_SIZES = ("fixed", "per_level")
+# The official loss_function_2 resizes level 1 to 64 x 64 and level 2 to 32 x 32, whatever the
+# image size: levels 0 and 1's sizes at 256 px (docs/reference.md §3.2).
+OFFICIAL_CONSISTENCY_SIZES = (64, 32)
+
+
+def consistency_loss(teacher: Sequence[jax.Array], student: Sequence[jax.Array],
+                     sizes: str = "fixed") -> jax.Array:
     """SK-RD4AD's inter-group consistency term (official ``loss_function_2``).
 
     For each pair of neighbouring levels k, k+1: | MSE(up(t[k+1]), up(s[k+1])) - MSE(t[k], s[k]) |,
-    where up is an align_corners bilinear resize to level k's size; the terms are summed. The official
-    code resizes to the fixed sizes 32 and 64, which are level k's sizes at 256 px.
+    where up is an align_corners bilinear resize; the terms are summed. ``sizes`` (config.model.
+    consistency_sizes): ``fixed`` resizes to the official fixed 64 (k = 0) and 32 (k = 1), which are
+    level k's sizes at 256 px only; ``per_level`` resizes to level k's size at any image size.
     """
     _check_pairs(teacher, student)
+    if sizes not in CONSISTENCY_SIZES:
+        raise ValueError(f"unknown config.model.consistency_sizes {sizes!r}; choose one of {CONSISTENCY_SIZES}")
+    if sizes == "fixed" and len(teacher) != len(OFFICIAL_CONSISTENCY_SIZES) + 1:
+        raise ValueError(f"config.model.consistency_sizes='fixed' is defined for 3 feature levels, got "
+                         f"{len(teacher)}; use 'per_level'")
     total = 0.0
     for k in range(len(teacher) - 1):
-        size = teacher[k].shape[1:3]
+        size = (OFFICIAL_CONSISTENCY_SIZES[k],) * 2 if sizes == "fixed" else teacher[k].shape[1:3]
         deeper = mse(resize_bilinear_align_corners(teacher[k + 1], size),
                      resize_bilinear_align_corners(student[k + 1], size))
         total = total + jnp.abs(deeper - mse(teacher[k], student[k]))

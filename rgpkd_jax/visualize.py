@@ -30,24 +30,47 @@ def pick_examples(labels: np.ndarray, scores: np.ndarray, per_kind: int) -> list
     return [int(i) for i in np.concatenate([good, bad])]
 
 
-def example_sheet(predictions: dict, path: str, per_kind: int) -> None:
+def example_figure(predictions: dict, per_kind: int, *, threshold: float | None = None,
+                   random_teacher: bool = False):
+    """Image / ground truth / heat map rows for `pick_examples`' images, titled by file name, defect
+    type and score. The heat maps share one colour scale (the shown maps' range, widened to include
+    the threshold) so that good and defective images compare; its colour bar marks ``threshold``
+    (the predict decision threshold, when known) by a black line. A random teacher is stamped on
+    the figure: its numbers are not results."""
     plt = _pyplot()
+    from matplotlib import cm, colors
     idx = pick_examples(predictions["label"], predictions["score"], per_kind)
-    maps = predictions["map"]
-    vmin, vmax = float(np.min(maps)), float(np.max(maps))  # one colour scale for the sheet
-    fig, axes = plt.subplots(len(idx), 3, figsize=(7.5, 2.5 * len(idx)), squeeze=False)
+    maps = predictions["map"][idx]
+    known = [] if threshold is None else [threshold]
+    vmin, vmax = min([float(np.min(maps)), *known]), max([float(np.max(maps)), *known])
+    fig, axes = plt.subplots(len(idx), 3, figsize=(8.5, 2.6 * len(idx)), squeeze=False, layout="constrained")
     for row, i in enumerate(idx):
         image = predictions["image"][i]
-        title = f"{predictions['defect_type'][i]}  score {predictions['score'][i]:.3f}"
+        score = float(predictions["score"][i])
+        decision = "" if threshold is None else ("  > thr: defective" if score > threshold else "  <= thr: good")
+        title = (f"{predictions['file_name'][i]}\n{predictions['defect_type'][i]}  score {score:.4g}"
+                 f"{decision}")
         for col, (panel, name) in enumerate((
                 (image, title), (predictions["mask"][i], "ground truth"),
-                (overlay(image, maps[i], vmin, vmax), "anomaly map"))):
+                (overlay(image, maps[row], vmin, vmax), "anomaly map"))):
             ax = axes[row, col]
             ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None)
-            ax.set_title(name, fontsize=8)
+            ax.set_title(name, fontsize=7)
             ax.axis("off")
-    fig.tight_layout()
-    _save(fig, path)
+    bar = fig.colorbar(cm.ScalarMappable(colors.Normalize(vmin, vmax), cmap="jet"), ax=axes[:, 2],
+                       fraction=0.08, label="anomaly map value")
+    if threshold is not None:
+        bar.ax.axhline(threshold, color="black", linewidth=2)
+    heading = f"decision threshold {threshold:.4g}" if threshold is not None else "no decision threshold (threshold.json absent)"
+    if random_teacher:
+        heading = "RANDOM TEACHER: not a result\n" + heading
+    fig.suptitle(heading, color="red" if random_teacher else "black", fontsize=10)
+    return fig
+
+
+def example_sheet(predictions: dict, path: str, per_kind: int, *, threshold: float | None = None,
+                  random_teacher: bool = False) -> None:
+    _save(example_figure(predictions, per_kind, threshold=threshold, random_teacher=random_teacher), path)
 
 
 def curves_figure(predictions: dict, path: str, fpr_limit: float) -> None:
@@ -73,8 +96,10 @@ def _save(fig, path: str) -> None:
     _pyplot().close(fig)
 
 
-def write_figures(predictions: dict, config, workdir: str) -> list[str]:
+def write_figures(predictions: dict, config, workdir: str, *, threshold: float | None = None,
+                  random_teacher: bool = False) -> list[str]:
     paths = [os.path.join(workdir, SHEET_FILE), os.path.join(workdir, CURVES_FILE)]
-    example_sheet(predictions, paths[0], config.eval.num_visualise)
+    example_sheet(predictions, paths[0], config.eval.num_visualise, threshold=threshold,
+                  random_teacher=random_teacher)
     curves_figure(predictions, paths[1], config.eval.fpr_limit)
     return paths

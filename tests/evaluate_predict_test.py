@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+import sklearn.metrics
 from PIL import Image
 
 from rgpkd_jax import checkpointing, evaluate, predict, train, visualize
@@ -40,6 +41,24 @@ def test_evaluation_writes_metrics_and_figures(saved_workdir):
     for name in (visualize.SHEET_FILE, visualize.CURVES_FILE):
         with Image.open(os.path.join(workdir, name)) as image:
             assert image.size[0] > 100 and image.size[1] > 100
+
+
+def test_evaluation_rounds_image_scores_when_configured(saved_workdir, tmp_path):
+    """config.eval.image_score_decimals: image AUROC of the rounded scores (SK-RD4AD --seg 0)."""
+    config, workdir = saved_workdir
+    assert config.eval.image_score_decimals == -1
+    runner = evaluate.MapRunner(checkpointing.load_trained_model(config, workdir)[0], config)
+    predictions = evaluate.collect_test_predictions(runner, config)
+    labels, scores = predictions["label"], predictions["score"].astype(np.float64)
+    unrounded = sklearn.metrics.roc_auc_score(labels, scores)
+    # the most decimals whose rounding changes the AUROC (ties between close scores)
+    decimals = max(d for d in range(8) if sklearn.metrics.roc_auc_score(labels, np.round(scores, d)) != unrounded)
+    rounded = config.copy_and_resolve_references()
+    rounded.eval.image_score_decimals = decimals
+    result = evaluate.evaluate_model(runner, rounded, str(tmp_path))
+    expected = sklearn.metrics.roc_auc_score(labels, np.round(scores, decimals))
+    assert result["metrics"]["image_auroc"] == pytest.approx(expected, abs=1e-12)
+    assert result["image_score_decimals"] == decimals
 
 
 def test_threshold_comes_from_training_images(saved_workdir):

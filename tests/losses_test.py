@@ -72,16 +72,49 @@ def test_resize_align_corners_matches_torch(torch):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_consistency_loss_matches_official_formula_in_torch(torch):
-    """Official loss_function_2 written with torch ops on NCHW, a = teacher, b = student."""
-    teacher, student = _levels(np.random.default_rng(5))
+def _official_consistency(torch, teacher, student, sizes):
+    """Official loss_function_2 written with torch ops on NCHW, a = teacher, b = student; the
+    official code has sizes = (64, 32)."""
     a = [torch.from_numpy(t).permute(0, 3, 1, 2) for t in teacher]
     b = [torch.from_numpy(s).permute(0, 3, 1, 2) for s in student]
     up = lambda v, size: torch.nn.functional.interpolate(v, size=size, mode="bilinear", align_corners=True)
     mse = torch.nn.MSELoss()
-    expected = (abs(mse(up(a[2], 8), up(b[2], 8)) - mse(a[1], b[1]))
-                + abs(mse(up(a[1], 16), up(b[1], 16)) - mse(a[0], b[0]))).item()
-    np.testing.assert_allclose(float(losses.consistency_loss(teacher, student)), expected, rtol=1e-5)
+    return (abs(mse(up(a[2], sizes[1]), up(b[2], sizes[1])) - mse(a[1], b[1]))
+            + abs(mse(up(a[1], sizes[0]), up(b[1], sizes[0])) - mse(a[0], b[0]))).item()
+
+
+def _levels_at_128px(rng, batch=2):
+    """Taps shaped like a ResNet18's at 128 px (32², 16², 8²), fewer channels; the deeper levels
+    are rougher than the shallow one, so that resizing them changes their MSE."""
+    shapes = [(batch, 32, 32, 4), (batch, 16, 16, 8), (batch, 8, 8, 8)]
+    teacher = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    student = [t + (0.3 + k) * rng.normal(size=t.shape).astype(np.float32) for k, t in enumerate(teacher)]
+    return teacher, student
+
+
+def test_consistency_loss_fixed_sizes_are_the_official_definition_at_128px(torch):
+    """Default (config.model.consistency_sizes='fixed'): the official fixed sizes 64 and 32, which
+    at 128 px are not the levels' sizes (32 and 16); the two definitions differ there."""
+    teacher, student = _levels_at_128px(np.random.default_rng(5))
+    official = _official_consistency(torch, teacher, student, (64, 32))
+    np.testing.assert_allclose(float(losses.consistency_loss(teacher, student)), official, rtol=1e-5)
+    per_level = _official_consistency(torch, teacher, student, (32, 16))
+    np.testing.assert_allclose(float(losses.consistency_loss(teacher, student, "per_level")), per_level,
+                               rtol=1e-5)
+    assert abs(official - per_level) > 1e-3 * abs(official)
+
+
+def test_consistency_loss_per_level_equals_fixed_at_256px_sizes(torch):
+    """At 256 px the levels are 64², 32², 16²: both options are the official term."""
+    teacher, student = _levels(np.random.default_rng(6))
+    teacher, student = ([np.repeat(np.repeat(v, 4, axis=1), 4, axis=2) for v in levels]
+                        for levels in (teacher, student))  # 16², 8², 4² -> 64², 32², 16²
+    official = _official_consistency(torch, teacher, student, (64, 32))
+    for sizes in ("fixed", "per_level"):
+        np.testing.assert_allclose(float(losses.consistency_loss(teacher, student, sizes)), official,
+                                   rtol=1e-5)
+    with pytest.raises(ValueError, match="config.model.consistency_sizes 'level'"):
+        losses.consistency_loss(teacher, student, "level")
 
 
 @pytest.mark.parametrize("data_range", [1.0, 2.0])

@@ -15,6 +15,9 @@ to [0, 1] by 65535 and resized as float (PIL mode F, the same bilinear filter), 
 equal channels. Pillow decodes 16-bit colour (RGB/RGBA/LA) by keeping each sample's high byte, an
 8-bit image within 1/255 of the true one; that is used, with a warning naming the file. 32-bit
 integer or float images (modes I, F) have no known range and are refused.
+
+`heatmap_with_colour_bar` draws one image's map at the image's original size with its own colour
+bar and the decision threshold on it (what predict writes).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import os
 from typing import Union
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -196,3 +199,49 @@ def overlay(image: np.ndarray, heat: np.ndarray, vmin: float, vmax: float) -> np
     """A jet-coloured heat map blended over a uint8 RGB image (0.5 / 0.5)."""
     norm = np.clip((heat - vmin) / max(vmax - vmin, 1e-12), 0, 1)
     return (0.5 * image / 255.0 + 0.5 * jet(norm)).clip(0, 1)
+
+
+BAR_GAP, BAR_WIDTH, LABEL_WIDTH = 4, 14, 70  # pixels right of the image: gap, colour strip, labels
+BAR_EXTRA_WIDTH = BAR_GAP + BAR_WIDTH + LABEL_WIDTH
+
+
+def heatmap_scale(heat: np.ndarray, threshold: float) -> tuple[float, float]:
+    """One map's colour range: its own minimum and maximum, widened to include the threshold, so
+    that the threshold is always on the colour bar and a map below it never reaches red; other
+    images (an outlier among them) do not enter."""
+    return min(float(np.min(heat)), threshold), max(float(np.max(heat)), threshold)
+
+
+def heatmap_with_colour_bar(image: Image.Image, heat: np.ndarray,
+                            threshold: float) -> tuple[np.ndarray, dict]:
+    """``heat`` (the map at model resolution) resized bilinearly to ``image``'s own size and
+    blended over it, with a colour bar on the right that marks ``threshold`` by a black line.
+
+    Returns the (H, W + BAR_EXTRA_WIDTH, 3) uint8 picture and what was drawn: ``vmin``, ``vmax``,
+    ``threshold`` and ``threshold_row`` (the line's row in the bar; row 0 is ``vmax``).
+    """
+    width, height = image.size
+    vmin, vmax = heatmap_scale(heat, threshold)
+    resized = np.asarray(Image.fromarray(np.asarray(heat, np.float32)).resize(
+        (width, height), Image.Resampling.BILINEAR))
+    blended = overlay(np.asarray(to_rgb(image)), resized, vmin, vmax)
+    canvas = Image.new("RGB", (width + BAR_EXTRA_WIDTH, height), "white")
+    canvas.paste(Image.fromarray(_rgb01_to_uint8(blended)), (0, 0))
+    bar = jet(np.linspace(1.0, 0.0, height))[:, None, :].repeat(BAR_WIDTH, axis=1)  # top = vmax
+    left = width + BAR_GAP
+    canvas.paste(Image.fromarray(_rgb01_to_uint8(bar)), (left, 0))
+    span = vmax - vmin
+    threshold_row = int(round((vmax - threshold) / span * (height - 1))) if span > 0 else 0
+    draw = ImageDraw.Draw(canvas)
+    draw.line([(left - 2, threshold_row), (left + BAR_WIDTH + 1, threshold_row)], fill="black", width=1)
+    text_x = left + BAR_WIDTH + 3
+    draw.text((text_x, 0), f"{vmax:.3g}", fill="black")
+    draw.text((text_x, max(height - 11, 0)), f"{vmin:.3g}", fill="black")
+    draw.text((text_x, min(max(threshold_row - 5, 11), max(height - 22, 0))), f"thr {threshold:.3g}",
+              fill="black")
+    info = {"vmin": vmin, "vmax": vmax, "threshold": float(threshold), "threshold_row": threshold_row}
+    return np.asarray(canvas), info
+
+
+def _rgb01_to_uint8(rgb01: np.ndarray) -> np.ndarray:
+    return (np.clip(rgb01, 0, 1) * 255).round().astype(np.uint8)

@@ -26,8 +26,10 @@ def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores:
     """Scores the images at ``input_path`` (a file or a folder, searched recursively).
 
     Writes ``predictions.json``, ``predictions.csv`` and one ``<name>_heatmap.png`` per image into
-    ``output_dir``; an image is ``defective`` when its score is above ``threshold``. Heat maps
-    share one colour scale, the range of this run's maps. Returns what ``predictions.json`` holds.
+    ``output_dir``; an image is ``defective`` when its score is above ``threshold``. Each heat map
+    is at its image's original size, coloured on its own scale (``heatmap_min`` to
+    ``heatmap_max``: the map's range widened to include the threshold), with a colour bar that
+    marks the threshold. Returns what ``predictions.json`` holds.
     ``write=False`` computes the same result and writes nothing (the other processes of a
     multi-process run: process 0 writes).
     """
@@ -37,14 +39,15 @@ def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores:
     rows = []
     if paths:
         maps, scores = maps_and_scores(images)
-        vmin, vmax = float(maps.min()), float(maps.max())
-        uint8_images = images_lib.to_uint8(images)
         for i, path in enumerate(paths):
             heatmap_path = os.path.join(output_dir, _safe_name(path, input_path) + "_heatmap.png")
             if write:
-                _save_png(images_lib.overlay(uint8_images[i], maps[i], vmin, vmax), heatmap_path)
+                picture, _ = images_lib.heatmap_with_colour_bar(images_lib.to_rgb(path), maps[i], threshold)
+                _save_png(picture, heatmap_path)
+            vmin, vmax = images_lib.heatmap_scale(maps[i], threshold)
             rows.append({"file": path, "score": float(scores[i]),
-                         "defective": bool(scores[i] > threshold), "heatmap": heatmap_path})
+                         "defective": bool(scores[i] > threshold), "heatmap": heatmap_path,
+                         "heatmap_min": vmin, "heatmap_max": vmax})
     result = {"threshold": threshold, "predictions": rows, "errors": errors, "output_dir": output_dir}
     if write:
         _write_outputs(result, output_dir)
@@ -64,14 +67,15 @@ def _safe_name(path: str, root: str) -> str:
     return os.path.splitext(rel)[0].replace(os.sep, "__")
 
 
-def _save_png(rgb01: np.ndarray, path: str) -> None:
+def _save_png(rgb: np.ndarray, path: str) -> None:
     with files.atomic_write(path, "wb") as f:
-        Image.fromarray((rgb01 * 255).round().astype(np.uint8)).save(f, format="PNG")
+        Image.fromarray(rgb).save(f, format="PNG")
 
 
 def _write_outputs(result: dict, output_dir: str) -> None:
     files.write_json(os.path.join(output_dir, "predictions.json"), result)
     with files.atomic_write(os.path.join(output_dir, "predictions.csv"), newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["file", "score", "defective", "heatmap"])
+        writer = csv.DictWriter(f, fieldnames=["file", "score", "defective", "heatmap", "heatmap_min",
+                                                "heatmap_max"])
         writer.writeheader()
         writer.writerows(result["predictions"])

@@ -15,6 +15,22 @@ GOOD = "good"
 PER_IMAGE_AUPRO_LEFT_OUT = "aupro_rd4ad_per_image/left_out"
 
 
+def round_image_scores(scores, decimals: int) -> np.ndarray:
+    """Image scores rounded to ``decimals`` places as SK-RD4AD's image-only evaluation does before
+    its image AUROC (Python ``round`` of a numpy float64, i.e. ``np.round``; docs/reference.md
+    §3.3); ``decimals`` -1 leaves them as they are (``config.eval.image_score_decimals``)."""
+    check_image_score_decimals(decimals)
+    if decimals == -1:
+        return np.asarray(scores)
+    return np.round(np.asarray(scores, np.float64), decimals)
+
+
+def check_image_score_decimals(decimals) -> None:
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < -1:
+        raise ValueError(f"config.eval.image_score_decimals must be -1 (no rounding) or a number of "
+                         f"decimals >= 0, got {decimals!r}")
+
+
 def _prepare(maps, labels, scores):
     maps = np.asarray(maps)
     labels = np.asarray(labels)

@@ -34,12 +34,13 @@ _COMPUTING_LAYERS = (nnx.Conv, nnx.ConvTranspose, nnx.BatchNorm, nnx.Linear)
 def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
     """Builds ``config.method``'s model with a randomly initialised teacher (the trainer loads the
     teacher's weights afterwards), its layers built by ``config.model.conv_impl`` (resolved here,
-    once; the model's ``conv_impl`` attribute says to what) and computing in
+    once; the model's ``conv_impl`` attribute says to what), its BNs' running variance updated as
+    ``config.model.bn_running_var`` says, and computing in
     ``config.model.compute_dtype``."""
     options = config.model.to_dict()
     compute_dtype = options.pop("compute_dtype", "float32")
     _check_compute_dtype(compute_dtype)
-    ops = conv_ops.resolve(options.pop("conv_impl", "auto"))
+    ops = conv_ops.resolve(options.pop("conv_impl", "auto"), options.pop("bn_running_var", "unbiased"))
     model = _build(config.method, config.teacher.arch, options, rngs, ops)
     set_compute_dtype(model, compute_dtype)
     return model
@@ -88,6 +89,7 @@ def _build(method: str, arch: str, options: dict, rngs: nnx.Rngs,
         # SK-RD4AD official single-class default rate 0.05; its `--class all` run overrides it to 0.005.
         return RD4AD(arch, rngs=rngs, skips=options["skips"], loss=options["loss"],
                      consistency_rate=options["consistency_rate"],
+                     consistency_sizes=options.get("consistency_sizes", "fixed"),
                      include_unused_conv4=options.get("include_unused_conv4", False), ops=ops)
     if method == "rgpkd":
         return RGPKD(arch, rngs=rngs, ops=ops, **options)

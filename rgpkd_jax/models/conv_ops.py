@@ -10,6 +10,10 @@ Two implementations with the same parameters, state and values (`config.model.co
   batch norm has a hand-written VJP. On a GPU they would replace single library kernels by many
   small ones.
 
+Every batch norm updates its running variance with the unbiased batch variance, as PyTorch's
+``BatchNorm2d`` does (``config.model.bn_running_var="unbiased"``, the default), or with the biased
+one, as `nnx.BatchNorm` does (``"biased"``); docs/reference.md §7.2.
+
 ``"auto"`` (the default) is ``"cpu"`` when JAX's default backend is the CPU and ``"xla"``
 otherwise. `resolve` turns the config value into an `XlaLayers` or `CpuLayers` object once,
 when the model is built, and the model constructors hand it down to every layer they create, as
@@ -29,12 +33,14 @@ from flax import nnx
 from jax import lax
 
 CONV_IMPLS = ("auto", "xla", "cpu")
+BN_RUNNING_VARS = ("unbiased", "biased")
 KERNEL_GRAD_CHUNK = 2  # images per kernel-gradient convolution (measured best of 2, 4, 8)
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def resolve(conv_impl: str) -> "XlaLayers":
-    """``config.model.conv_impl`` -> the layer builders the models use (see the module doc).
+def resolve(conv_impl: str, bn_running_var: str = "unbiased") -> "XlaLayers":
+    """``config.model.conv_impl`` and ``.bn_running_var`` -> the layer builders the models use
+    (see the module doc).
 
     ``"cpu"`` sums kernel gradients over chunks of images only in a one-device process. With
     several devices the batch is sharded over them, and chunks sliced from the global batch made
@@ -46,23 +52,31 @@ def resolve(conv_impl: str) -> "XlaLayers":
     """
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"unknown config.model.conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}")
+    if bn_running_var not in BN_RUNNING_VARS:
+        raise ValueError(f"unknown config.model.bn_running_var {bn_running_var!r}; choose one of "
+                         f"{BN_RUNNING_VARS}")
+    unbiased = bn_running_var == "unbiased"
     if conv_impl == "auto":
         conv_impl = "cpu" if jax.default_backend() == "cpu" else "xla"
     if conv_impl == "xla":
-        return XlaLayers()
-    return CpuLayers(chunk_kernel_gradients=jax.device_count() == 1)
+        return XlaLayers(unbiased_running_var=unbiased)
+    return CpuLayers(unbiased_running_var=unbiased, chunk_kernel_gradients=jax.device_count() == 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class XlaLayers:
-    """``conv_impl="xla"``: the nnx layers as they are."""
+    """``conv_impl="xla"``: the nnx layers as they are, except that with
+    ``unbiased_running_var`` (PyTorch's update, the default) a BN is a `RunningVarBatchNorm`."""
 
     name: ClassVar[str] = "xla"
+    unbiased_running_var: bool = True
 
     def conv(self, in_features: int, out_features: int, kernel_size, **kwargs) -> nnx.Conv:
         return nnx.Conv(in_features, out_features, kernel_size, **kwargs)
 
     def batch_norm(self, num_features: int, **kwargs) -> nnx.BatchNorm:
+        if self.unbiased_running_var:
+            return RunningVarBatchNorm(num_features, **kwargs)
         return nnx.BatchNorm(num_features, **kwargs)
 
     def deconv2x2(self, in_features: int, out_features: int, **kwargs) -> nnx.ConvTranspose:
@@ -84,7 +98,7 @@ class CpuLayers(XlaLayers):
                         conv_general_dilated=CpuConv(self.chunk_kernel_gradients), **kwargs)
 
     def batch_norm(self, num_features: int, **kwargs) -> nnx.BatchNorm:
-        return BatchNorm(num_features, **kwargs)
+        return BatchNorm(num_features, unbiased_running_var=self.unbiased_running_var, **kwargs)
 
     def deconv2x2(self, in_features: int, out_features: int, **kwargs) -> nnx.ConvTranspose:
         return ConvTranspose2x2(in_features, out_features, (2, 2), strides=(2, 2), padding="VALID",
@@ -237,13 +251,53 @@ class ConvTranspose2x2(nnx.ConvTranspose):
         return conv_transpose_2x2(inputs, kernel)
 
 
-class BatchNorm(nnx.BatchNorm):
-    """`nnx.BatchNorm` whose training-mode normalisation has a hand-written VJP.
+class RunningVarBatchNorm(nnx.BatchNorm):
+    """`nnx.BatchNorm` that updates its running variance as PyTorch's ``BatchNorm2d`` does, with
+    the unbiased batch variance (x n / (n - 1), n values per channel), when
+    ``unbiased_running_var``; else as `nnx.BatchNorm` (biased). Normalisation, parameters and
+    state tree are `nnx.BatchNorm`'s (docs/reference.md §7.2)."""
 
-    Same values, parameters and running statistics as `nnx.BatchNorm` (statistics in at least
-    float32, fast variance). XLA:CPU's derivative of the library version runs the normalisation's
-    backward as several large element-wise passes with re-laid-out copies; `batch_norm_train`
-    needs two: one reduction and one element-wise pass (benchmarks/NOTES.md, finding 7).
+    def __init__(self, num_features: int, *, unbiased_running_var: bool = True, **kwargs):
+        super().__init__(num_features, **kwargs)
+        self.unbiased_running_var = unbiased_running_var
+
+    def __call__(self, x, use_running_average=None, *, mask=None):
+        use_running_average = (self.use_running_average if use_running_average is None
+                               else use_running_average)
+        if use_running_average or not self.unbiased_running_var:
+            return super().__call__(x, use_running_average, mask=mask)
+        if mask is not None or self.axis_name is not None or self.axis not in (-1, x.ndim - 1):
+            raise ValueError("config.model.bn_running_var='unbiased' supports a BN over the last "
+                             "axis without mask or axis_name only; use 'biased'")
+        # nnx normalises and updates both statistics with the biased variance; the variance
+        # update is then redone from the saved running value.
+        running_var = self.var[...]
+        y = super().__call__(x, use_running_average, mask=mask)
+        self.var[...] = running_var
+        self._update_running_var(_moments(x)[1], x)
+        return y
+
+    def _update_running_var(self, batch_var, x):
+        """Running variance <- momentum-weighted average with ``batch_var`` (biased, over all but the
+        last axis of ``x``), made unbiased first if so configured."""
+        if self.unbiased_running_var:
+            count = x.size // x.shape[-1]
+            if count < 2:
+                raise ValueError(f"a training-mode BN needs more than one value per channel, got input "
+                                 f"{x.shape}: use a larger batch (PyTorch raises the same error)")
+            batch_var = batch_var * (count / (count - 1))
+        self.var[...] = jax.lax.stop_gradient(
+            self.momentum * self.var[...] + (1 - self.momentum) * batch_var.astype(self.var[...].dtype))
+
+
+class BatchNorm(RunningVarBatchNorm):
+    """`RunningVarBatchNorm` whose training-mode normalisation has a hand-written VJP.
+
+    Same values, parameters and running statistics as `RunningVarBatchNorm` (statistics in at
+    least float32, fast variance). XLA:CPU's derivative of the library version runs the
+    normalisation's backward as several large element-wise passes with re-laid-out copies;
+    `batch_norm_train` needs two: one reduction and one element-wise pass (benchmarks/NOTES.md,
+    finding 7).
     """
 
     def __call__(self, x, use_running_average=None, *, mask=None):
@@ -256,8 +310,7 @@ class BatchNorm(nnx.BatchNorm):
         y, mean, var = batch_norm_train(x, self.scale[...], self.bias[...], self.epsilon)
         self.mean[...] = jax.lax.stop_gradient(
             self.momentum * self.mean[...] + (1 - self.momentum) * mean)
-        self.var[...] = jax.lax.stop_gradient(
-            self.momentum * self.var[...] + (1 - self.momentum) * var)
+        self._update_running_var(var, x)
         return y.astype(out_dtype)
 
 

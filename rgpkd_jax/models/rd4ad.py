@@ -24,18 +24,23 @@ class RD4AD(nnx.Module):
     ``bn`` and ``decoder`` are the official checkpoint's two state dicts.
 
     loss: ``cosine`` (official flattened), ``cosine_per_pixel`` (the papers' equation), ``mse``, ``mix``
-    (SK-RD4AD ``--L2`` 1 and 2). ``consistency_rate``: weight of SK-RD4AD's consistency term (0 = off).
+    (SK-RD4AD ``--L2`` 1 and 2). ``consistency_rate``: weight of SK-RD4AD's consistency term (0 = off);
+    ``consistency_sizes``: its resize, ``fixed`` (official) or ``per_level`` (`losses.consistency_loss`).
     ``ops`` builds every conv, BN and deconv (`conv_ops.resolve`; None: "auto"); ``conv_impl``
     records which ("xla" or "cpu").
     """
 
     def __init__(self, arch: str, *, rngs: nnx.Rngs, skips: bool = False, loss: str = "cosine",
-                 consistency_rate: float = 0.0, include_unused_conv4: bool = False,
+                 consistency_rate: float = 0.0, consistency_sizes: str = "fixed",
+                 include_unused_conv4: bool = False,
                  ops: conv_ops.XlaLayers | None = None):
         if loss not in LOSS_MODES:
             raise ValueError(f"unknown config.model.loss {loss!r}; choose one of {LOSS_MODES}")
         if consistency_rate < 0:
             raise ValueError(f"config.model.consistency_rate must be >= 0, got {consistency_rate}")
+        if consistency_sizes not in losses.CONSISTENCY_SIZES:
+            raise ValueError(f"unknown config.model.consistency_sizes {consistency_sizes!r}; choose one of "
+                             f"{losses.CONSISTENCY_SIZES}")
         ops = conv_ops.resolve("auto") if ops is None else ops
         self.conv_impl = ops.name
         self.teacher = ResNet(arch, rngs=rngs, num_layers=3, ops=ops)
@@ -43,6 +48,7 @@ class RD4AD(nnx.Module):
         self.decoder = Decoder(arch, rngs=rngs, skips=skips, ops=ops)
         self.loss_mode = loss
         self.consistency_rate = float(consistency_rate)
+        self.consistency_sizes = consistency_sizes
 
     def __call__(self, images: jax.Array, *, train: bool, indices: jax.Array | None = None) -> Features:
         """``indices`` is part of the shared interface and unused here."""
@@ -55,6 +61,7 @@ class RD4AD(nnx.Module):
         terms = {"distillation": distillation}
         total = distillation
         if self.consistency_rate:
-            terms["consistency"] = losses.consistency_loss(features.teacher, features.student)
+            terms["consistency"] = losses.consistency_loss(features.teacher, features.student,
+                                                             self.consistency_sizes)
             total = total + self.consistency_rate * terms["consistency"]
         return total, terms

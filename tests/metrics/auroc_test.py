@@ -134,3 +134,21 @@ def test_compute_metrics_lists_images_left_out_of_the_per_image_aupro():
     without_names = summary.compute_metrics(maps, masks, labels)
     assert without_names[summary.PER_IMAGE_AUPRO_LEFT_OUT] == {
         aupro.SKIP_EMPTY_MASK: [4], aupro.SKIP_CONSTANT_MAP: [7]}
+
+
+def test_rounded_image_scores_give_sklearn_auroc_of_the_rounded_scores():
+    """config.eval.image_score_decimals=3 (SK-RD4AD's image-only evaluation): image AUROC is
+    sklearn's on the scores rounded to 3 decimals, which tie and differ from the unrounded AUROC."""
+    rng = np.random.default_rng(7)
+    labels = (rng.random(400) < 0.5).astype(np.int32)
+    scores = (0.2 + 0.002 * rng.random(400) + 0.0006 * labels).astype(np.float32)  # 2e-3 wide
+    maps = np.broadcast_to(scores[:, None, None], (400, 2, 2))
+    rounded = summary.round_image_scores(scores, 3)
+    official = sklearn.metrics.roc_auc_score(labels, [round(float(s), 3) for s in scores.astype(np.float64)])
+    got = summary.compute_metrics(maps, None, labels, scores=rounded)["image_auroc"]
+    assert got == pytest.approx(official, abs=1e-12)
+    assert abs(got - sklearn.metrics.roc_auc_score(labels, scores)) > 0.01
+    np.testing.assert_array_equal(summary.round_image_scores(scores, -1), scores)
+    for bad in (-2, 2.5, True):
+        with pytest.raises(ValueError, match="config.eval.image_score_decimals"):
+            summary.round_image_scores(scores, bad)

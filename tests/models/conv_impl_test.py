@@ -63,12 +63,29 @@ def test_build_model_resolves_conv_impl_once_and_records_it(method):
         assert model.conv_impl == resolved
         layers = [m for _, m in nnx.iter_modules(model)
                   if isinstance(m, (nnx.Conv, nnx.ConvTranspose, nnx.BatchNorm))]
-        library = [type(m) in (nnx.Conv, nnx.ConvTranspose, nnx.BatchNorm)
+        # xla's BN is nnx's, with PyTorch's running-variance update (config.model.bn_running_var)
+        library = [type(m) in (nnx.Conv, nnx.ConvTranspose, nnx.BatchNorm, conv_ops.RunningVarBatchNorm)
                    and getattr(m, "conv_general_dilated", jax.lax.conv_general_dilated)
                    is jax.lax.conv_general_dilated for m in layers]
         assert all(library) if resolved == "xla" else not any(library)
     config.model.conv_impl = "fast"
     with pytest.raises(ValueError, match="config.model.conv_impl"):
+        build_model(config, nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+@pytest.mark.parametrize("conv_impl", ["xla", "cpu"])
+def test_bn_running_var_reaches_every_batch_norm(method, conv_impl):
+    config = tiny_config(method, data_dir="unused")
+    config.model.conv_impl = conv_impl
+    assert config.model.bn_running_var == "unbiased"  # PyTorch's, as the official code
+    for value, unbiased in (("unbiased", True), ("biased", False)):
+        config.model.bn_running_var = value
+        model = nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0)))
+        norms = [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.BatchNorm)]
+        assert norms and all(getattr(m, "unbiased_running_var", False) == unbiased for m in norms)
+    config.model.bn_running_var = "sample"
+    with pytest.raises(ValueError, match="config.model.bn_running_var 'sample'"):
         build_model(config, nnx.Rngs(0))
 
 

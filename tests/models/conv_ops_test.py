@@ -69,7 +69,7 @@ def test_conv_transpose_2x2_equals_lax_conv_transpose():
 
 def test_batch_norm_equals_nnx_batch_norm_in_both_modes():
     x = jax.random.normal(jax.random.key(0), (4, 5, 6, 7)) * 3 + 1
-    ours = conv_ops.BatchNorm(7, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+    ours = conv_ops.BatchNorm(7, momentum=0.9, epsilon=1e-5, unbiased_running_var=False, rngs=nnx.Rngs(0))
     library = nnx.BatchNorm(7, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
     for m in (ours, library):
         m.scale[...] = jnp.arange(1.0, 8.0)
@@ -133,3 +133,51 @@ def test_batch_norm_keeps_float64_statistics():
         dx = jax.grad(lambda x: jnp.sum(jnp.sin(conv_ops.batch_norm_train(x, bn.scale[...],
                                                                         bn.bias[...], 1e-5)[0])))(x)
         assert dx.dtype == jnp.float64
+
+
+# Running variance against torch: after k updates it is a convex combination of the initial 1 and
+# k batch variances. Each batch variance is computed in float32 over n = 4*5*6 = 120 values per
+# channel (ours as E[x^2] - E[x]^2, torch two-pass): rounding error about log2(n) * eps32 *
+# (1 + mean^2/var) = 7 * 1.2e-7 * 1.12 ~ 1e-6 relative (inputs 3 * N(0, 1) + 1: mean^2/var ~ 1/9).
+# RUNNING_VAR_RTOL = 1e-5 leaves a 10x margin, and is 400x below the n/(n-1) effect being tested
+# (0.1 * var/(n - 1) / running var ~ 4e-3 after one update).
+RUNNING_VAR_RTOL = 1e-5
+BN_BUILDERS = {"xla": conv_ops.XlaLayers, "cpu": conv_ops.CpuLayers}
+
+
+def _training_batches():
+    return [np.asarray(jax.random.normal(jax.random.key(k), (4, 5, 6, 7)) * 3 + 1) for k in range(3)]
+
+
+def _train_running_stats(bn):
+    for x in _training_batches():
+        bn(jnp.asarray(x), use_running_average=False)
+    return np.asarray(bn.mean[...]), np.asarray(bn.var[...])
+
+
+@pytest.mark.parametrize("impl", sorted(BN_BUILDERS))
+def test_unbiased_running_var_equals_torch_batch_norm_2d(impl, torch):
+    """The default (config.model.bn_running_var='unbiased'): PyTorch's running statistics."""
+    bn = BN_BUILDERS[impl]().batch_norm(7, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+    mean, var = _train_running_stats(bn)
+    reference = torch.nn.BatchNorm2d(7, momentum=0.1, eps=1e-5).train()
+    with torch.no_grad():
+        for x in _training_batches():
+            reference(torch.from_numpy(x).permute(0, 3, 1, 2))
+    np.testing.assert_allclose(var, reference.running_var.numpy(), rtol=RUNNING_VAR_RTOL)
+    np.testing.assert_allclose(mean, reference.running_mean.numpy(), rtol=RUNNING_VAR_RTOL, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", sorted(BN_BUILDERS))
+def test_biased_running_var_equals_nnx_batch_norm(impl):
+    bn = BN_BUILDERS[impl](unbiased_running_var=False).batch_norm(7, momentum=0.9, epsilon=1e-5,
+                                                                  rngs=nnx.Rngs(0))
+    library = nnx.BatchNorm(7, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+    for ours, theirs in zip(_train_running_stats(bn), _train_running_stats(library)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_unbiased_running_var_refuses_one_value_per_channel():
+    bn = conv_ops.XlaLayers().batch_norm(3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        bn(jnp.ones((1, 1, 1, 3)), use_running_average=False)

@@ -105,7 +105,10 @@ def test_build_model_reads_the_configs():
     rd = nnx.eval_shape(lambda: build_model(_config("rd4ad"), nnx.Rngs(0)))
     sk = nnx.eval_shape(lambda: build_model(_config("sk_rd4ad"), nnx.Rngs(0)))
     assert (rd.decoder.skips, rd.consistency_rate) == (False, 0.0)
-    assert (sk.decoder.skips, sk.consistency_rate) == (True, 0.05)
+    assert (sk.decoder.skips, sk.consistency_rate, sk.consistency_sizes) == (True, 0.05, "fixed")
+    per_level = nnx.eval_shape(lambda: build_model(_config("sk_rd4ad", consistency_sizes="per_level"),
+                                                   nnx.Rngs(0)))
+    assert per_level.consistency_sizes == "per_level"
     conv4 = nnx.eval_shape(lambda: build_model(_config("rd4ad", include_unused_conv4=True), nnx.Rngs(0)))
     assert conv4.bn.conv4.kernel.shape == (1, 1, 1024, 512)  # 1x1, 1024e -> 512e (e = 1)
     bad = _config("rd4ad")
@@ -115,6 +118,8 @@ def test_build_model_reads_the_configs():
         build_model(bad, nnx.Rngs(0))
     with pytest.raises(ValueError, match="config.model.loss"):
         build_model(_config("rd4ad", loss="l1"), nnx.Rngs(0))
+    with pytest.raises(ValueError, match="config.model.consistency_sizes"):
+        build_model(_config("sk_rd4ad", consistency_sizes="level"), nnx.Rngs(0))
 
 
 def _images(batch=4, size=64, seed=0):
@@ -134,13 +139,15 @@ def test_skips_change_the_student_and_only_its_input(resnet18_model):
         sk.decoder(jnp.zeros((1, 2, 2, 512)), train=False)
 
 
-@pytest.mark.parametrize("mode,rate", [("cosine", 0.0), ("mix", 0.05), ("mse", 0.005)])
-def test_loss_combines_configured_terms(resnet18_model, mode, rate):
+@pytest.mark.parametrize("mode,rate,sizes", [("cosine", 0.0, "fixed"), ("mix", 0.05, "fixed"),
+                                             ("mse", 0.005, "per_level")])
+def test_loss_combines_configured_terms(resnet18_model, mode, rate, sizes):
     features = resnet18_model(_images(batch=2), train=False)
-    total, terms = _abstract("resnet18", loss=mode, consistency_rate=rate).loss(features, None)
+    model = _abstract("resnet18", loss=mode, consistency_rate=rate, consistency_sizes=sizes)
+    total, terms = model.loss(features, None)
     expected = losses.distillation_loss(features.teacher, features.student, mode)
     if rate:
-        expected += rate * losses.consistency_loss(features.teacher, features.student)
+        expected += rate * losses.consistency_loss(features.teacher, features.student, sizes)
     assert set(terms) == ({"distillation", "consistency"} if rate else {"distillation"})
     np.testing.assert_allclose(float(total), float(expected), rtol=1e-6)
 
