@@ -1,4 +1,4 @@
-"""What every command line of the package shares: one-line flag errors, quiet orbax INFO lines,
+"""What every command line of the package shares: one-line flag errors, quiet library INFO lines,
 the persistent compilation cache, and errors of ours printed as one line instead of a traceback.
 
 Library modules never print; a CLI's ``main`` prints its results and :func:`run` starts it.
@@ -19,11 +19,17 @@ from rgpkd_jax import cache_dir
 USER_ERRORS = (OSError, ValueError, RuntimeError)
 
 
-class _HideOrbaxInfo(std_logging.Filter):
-    """Orbax logs a dozen INFO lines per save; on the command line they bury our messages."""
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class _QuietLibraries(std_logging.Filter):
+    """By default our own INFO lines and everyone's warnings show, other libraries' INFO lines do
+    not: orbax alone logs a dozen per save, jax and tfds more, and they buried our messages.
+    ``--verbosity=1`` (``-v 1``) shows them all, with DEBUG lines."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+        return (record.levelno >= std_logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
+                or logging.get_verbosity() >= logging.DEBUG)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -54,7 +60,7 @@ def run(main: Callable[[Sequence[str]], None], *, compilation_cache: bool = True
     """Runs ``main`` under absl; an error of ours ends the program with its message on one line."""
 
     def guarded(argv):
-        logging.get_absl_handler().addFilter(_HideOrbaxInfo())
+        logging.get_absl_handler().addFilter(_QuietLibraries())
         try:
             main(argv)
         except USER_ERRORS as e:

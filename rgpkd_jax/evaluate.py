@@ -20,13 +20,14 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import anomaly_maps, checkpointing, files, sharding, visualize
+from rgpkd_jax import anomaly_maps, checkpointing, files, sharding, visualize, workdir_lock
 from rgpkd_jax.data import pipeline, preprocess
 from rgpkd_jax.deploy.images import to_uint8
 from rgpkd_jax.metrics import summary
 
 METRICS_FILE = "eval_metrics.json"
 THRESHOLD_FILE = "threshold.json"
+OUTPUT_FILES = [METRICS_FILE, visualize.SHEET_FILE, visualize.CURVES_FILE]  # what an evaluation writes
 
 
 def make_map_fn(model: nnx.Module, config, out_shardings=None):
@@ -128,21 +129,39 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
     if (teacher_info or {}).get("weights") == "random":
         result["warning"] = teacher_info.get("warning")
     if sharding.is_primary():
-        files.write_json(os.path.join(workdir, METRICS_FILE), result)
+        unwritten: dict[str, str] = {}
+        with files.failure_recorded(os.path.join(workdir, METRICS_FILE), unwritten):
+            files.write_json(os.path.join(workdir, METRICS_FILE), result)
         if ec.num_visualise > 0:
             threshold_path = os.path.join(workdir, THRESHOLD_FILE)
             threshold = read_threshold(workdir)["threshold"] if os.path.exists(threshold_path) else None
-            visualize.write_figures(predictions, config, workdir, threshold=threshold,
-                                    random_teacher=(teacher_info or {}).get("weights") == "random")
+            with files.failure_recorded(f"the figures in {workdir}", unwritten):
+                visualize.write_figures(predictions, config, workdir, threshold=threshold,
+                                        random_teacher=(teacher_info or {}).get("weights") == "random")
+        _keep_unwritten(result, unwritten)
     return result
+
+
+def _keep_unwritten(result: dict, unwritten: dict[str, str]) -> None:
+    """A failed write (disk full) at the end keeps the results: listed in ``result['unwritten']``
+    for the command line to report, and the metrics logged so that they are not lost."""
+    if not unwritten:
+        return
+    result.setdefault("unwritten", {}).update(unwritten)
+    for what, reason in unwritten.items():
+        logging.error("could not write %s: %s", what, reason)
+    if "metrics" in result:
+        logging.error("the results that were not saved:\n%s", format_summary(result))
 
 
 def format_summary(result: dict) -> str:
     """The metrics of :func:`evaluate_model`'s result as the lines the command line prints."""
     m = result["metrics"]
-    lines = [f"{result['method']} on {result['dataset']}/{result['category']} "
-             f"({result['num_test_images']} test images):",
-             f"  image AUROC              {m['image_auroc']:.4f}"]
+    # The random-teacher warning speaks of "the scores below": it goes above them.
+    lines = ["WARNING: " + result["warning"]] if result.get("warning") else []
+    lines += [f"{result['method']} on {result['dataset']}/{result['category']} "
+              f"({result['num_test_images']} test images):",
+              f"  image AUROC              {m['image_auroc']:.4f}"]
     for key, name in (("pixel_auroc", "pixel AUROC"), ("aupro", "AU-PRO (official)"),
                       ("aupro_rd4ad_per_image", "AUPRO (RD4AD per-image)")):
         if key in m:  # pixel metrics need masks: image-label-only datasets have none
@@ -150,8 +169,6 @@ def format_summary(result: dict) -> str:
     if m.get("aupro_rd4ad_per_image/num_skipped"):
         lines.append(f"  ({m['aupro_rd4ad_per_image/num_skipped']} defective images left out of the "
                      "per-image AUPRO: aupro_rd4ad_per_image_left_out in eval_metrics.json)")
-    if result.get("warning"):
-        lines.append("  WARNING: " + result["warning"])
     return "\n".join(lines)
 
 
@@ -170,7 +187,10 @@ def compute_threshold(model, config, workdir: str) -> dict:
             "source": "image scores of the training split (normal images only)",
             "num_images": int(len(scores)), "score": config.eval.score}
     if sharding.is_primary():
-        files.write_json(os.path.join(workdir, THRESHOLD_FILE), info)
+        unwritten: dict[str, str] = {}
+        with files.failure_recorded(os.path.join(workdir, THRESHOLD_FILE), unwritten):
+            files.write_json(os.path.join(workdir, THRESHOLD_FILE), info)
+        _keep_unwritten(info, unwritten)
     return info
 
 
@@ -185,6 +205,9 @@ def read_threshold(workdir: str) -> dict:
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:
-    model, teacher_info, step = checkpointing.load_trained_model(config, workdir)
-    logging.info("evaluating the checkpoint of step %d", step)
-    return evaluate_model(model, config, workdir, teacher_info=teacher_info)
+    """Evaluates the workdir's last checkpoint, holding the workdir's lock (process 0): the lock
+    also proves the workdir writable before the model is loaded."""
+    with workdir_lock.hold(workdir, "eval", enabled=sharding.is_primary()):
+        model, teacher_info, step = checkpointing.load_trained_model(config, workdir)
+        logging.info("evaluating the checkpoint of step %d", step)
+        return evaluate_model(model, config, workdir, teacher_info=teacher_info)

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 import uuid
 from typing import IO, Any, Iterator
 
@@ -67,3 +68,26 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def ensure_writable_dir(directory: str | os.PathLike, *, what: str = "output folder") -> None:
+    """Creates ``directory`` and writes (and deletes) a file in it: a run checks the folder its
+    results go to before its heavy work, not after. Raises OSError naming the folder."""
+    directory = os.fspath(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_check."):
+            pass
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write to the {what} {directory} ({e.strerror or e}); "
+                               f"choose a writable folder or free space on its disk") from e
+
+
+@contextlib.contextmanager
+def failure_recorded(what: str, failures: dict[str, str]) -> Iterator[None]:
+    """Records an OSError of the block as ``failures[what] = reason`` instead of raising it: a
+    write that fails at the end of a long computation must not lose the results in memory."""
+    try:
+        yield
+    except OSError as e:
+        failures[what] = e.strerror or str(e)

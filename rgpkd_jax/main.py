@@ -6,9 +6,13 @@
         --input path/to/images
 
 Any config value can be overridden, e.g. `--config.train.epochs=10`; an unknown key is an error.
+Each mode ends by printing its results and the files it wrote. Logs show our own INFO lines and
+every library's warnings; `--verbosity=1` shows every library's INFO and DEBUG lines too.
 """
 
 from __future__ import annotations
+
+import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -48,22 +52,37 @@ def main(argv):
     import jax
     if config.distributed:
         jax.distributed.initialize(**explicit)
-    logging.info("config:\n%s", config)
+    logging.debug("config:\n%s", config)  # run_info.json holds it too
     primary = jax.process_index() == 0  # only process 0 prints; every process logs
 
     from rgpkd_jax import evaluate, predict, train  # imported late so --help stays fast
     if mode in ("train", "train_eval"):
         result = train.train_and_evaluate(config, workdir, evaluate_after=(mode == "train_eval"))
-        if primary and mode == "train_eval" and "metrics" in result:
-            print(evaluate.format_summary(result), flush=True)
+        lines = [train.format_progress(result)]
+        if "metrics" in result:
+            lines.append(evaluate.format_summary(result))
+        outputs = [os.path.join("checkpoints", ""), "run_info.json", "metrics.jsonl", evaluate.THRESHOLD_FILE]
+        if mode == "train_eval":
+            outputs += evaluate.OUTPUT_FILES
     elif mode == "eval":
         result = evaluate.evaluate_checkpoint(config, workdir)
-        if primary:
-            print(evaluate.format_summary(result), flush=True)
+        lines, outputs = [evaluate.format_summary(result)], evaluate.OUTPUT_FILES
     else:
         result = predict.predict_path(config, workdir, _INPUT.value)
-        if primary:
-            print(predict.format_summary(result), flush=True)
+        lines = [predict.format_summary(result)]
+        workdir, outputs = result["output_dir"], predict.OUTPUT_FILES
+    if primary:
+        print("\n".join(lines + _written(workdir, outputs, result.get("unwritten", {}))), flush=True)
+    if result.get("unwritten"):  # the results are printed above; say once what is missing
+        missing = "; ".join(f"{what} ({why})" for what, why in result["unwritten"].items())
+        raise OSError(f"could not write {missing}; the results above were computed but not saved there")
+
+
+def _written(directory: str, names: list[str], unwritten: dict[str, str]) -> list[str]:
+    """The lines naming the run's output files that exist (and were not left unwritten)."""
+    paths = [os.path.join(directory, name) for name in names]
+    paths = [p for p in paths if os.path.exists(p) and p not in unwritten]
+    return ["wrote:"] + [f"  {p}" for p in paths] if paths else []
 
 
 if __name__ == "__main__":

@@ -4,24 +4,51 @@
         --mode predict --input path/to/image_or_folder
 
 The good/defective decision uses the threshold that training wrote to `W/threshold.json` (a
-quantile of the training images' scores: normal images only). An unreadable file is reported by
-name and skipped; the others' results are still written. Reading the images and writing the
-results is `rgpkd_jax.deploy.scoring`, which the deployed (ONNX) predictor shares.
+quantile of the training images' scores: normal images only). Each run writes into a new folder
+`W/predictions/<UTC time>/`, so a rerun never overwrites an earlier one's results. An unreadable
+file is reported by name and skipped; the others' results are still written. Reading the images
+and writing the results is `rgpkd_jax.deploy.scoring`, which the deployed (ONNX) predictor shares.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
 
-from rgpkd_jax import checkpointing, evaluate, sharding
+from rgpkd_jax import checkpointing, evaluate, files, sharding
 from rgpkd_jax.deploy import scoring
 from rgpkd_jax.deploy.scoring import format_summary  # noqa: F401 - what main.py prints
 
 
+PREDICTIONS_DIR = "predictions"
+OUTPUT_FILES = [scoring.PREDICTIONS_JSON, scoring.PREDICTIONS_CSV]  # beside the heat maps
+
+
 def predict_path(config, workdir: str, input_path: str, *, output_dir: str | None = None) -> dict:
+    """Scores ``input_path``; results go to ``output_dir``, by default a new folder
+    ``<workdir>/predictions/<UTC time>`` per run, checked writable before the model is loaded."""
     threshold = evaluate.read_threshold(workdir)["threshold"]
+    primary = sharding.is_primary()
+    if primary:
+        files.ensure_writable_dir(output_dir or os.path.join(workdir, PREDICTIONS_DIR))
     model, _, _ = checkpointing.load_trained_model(config, workdir)
+    if primary and not output_dir:
+        output_dir = new_run_dir(os.path.join(workdir, PREDICTIONS_DIR))
     # Every process scores the images (the maps are gathered to all of them); process 0 writes.
     return scoring.predict_files(input_path, config.dataset.image_size, evaluate.MapRunner(model, config),
-                                 threshold, output_dir or os.path.join(workdir, "predictions"),
-                                 write=sharding.is_primary())
+                                 threshold, output_dir or "", write=primary)
+
+
+def new_run_dir(parent: str) -> str:
+    """Creates and returns ``parent/<UTC time>`` (``-2``, ``-3``... when taken): each run its own
+    folder, so a rerun neither overwrites the last one's results nor mixes its heat maps with them."""
+    os.makedirs(parent, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%SZ", time.gmtime())
+    for n in itertools.count(1):
+        path = os.path.join(parent, stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        return path

@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import checkpointing, evaluate, metric_writer, optim, sharding
+from rgpkd_jax import checkpointing, evaluate, files, metric_writer, optim, sharding, workdir_lock
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models import TRAINABLE
 
@@ -56,8 +56,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     """Trains (resuming from the workdir's last checkpoint) and, if asked, evaluates the result.
 
     `data_source` replaces the dataset's train iterator factory (tests inject faults with it).
-    Returns the evaluation metrics, or a training summary when `evaluate_after` is False.
+    Returns the last step, whether training finished, and (when `evaluate_after`) the evaluation;
+    files that could not be written at the end are listed under 'unwritten'.
+    Process 0 holds the workdir's lock meanwhile (a second run into it is refused).
     """
+    mode = "train_eval" if evaluate_after else "train"
+    with workdir_lock.hold(workdir, mode, enabled=sharding.is_primary()):
+        return _train_and_evaluate(config, workdir, evaluate_after=evaluate_after, data_source=data_source)
+
+
+def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_source) -> dict:
     os.makedirs(workdir, exist_ok=True)
     tc = config.train
     mesh = sharding.make_mesh()
@@ -144,10 +152,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         logging.info("stopped at step %d of %d (train.max_steps_this_run); rerun to resume", step, total_steps)
         return {"step": step, "total_steps": total_steps, "finished": False}
     runner = evaluate.MapRunner(model, config)  # compiled once for the threshold and the test split
-    evaluate.compute_threshold(runner, config, workdir)  # normal training images only
-    if not evaluate_after:
-        return {"step": step, "total_steps": total_steps, "finished": True}
-    return evaluate.evaluate_model(runner, config, workdir, teacher_info=teacher_info)
+    threshold = evaluate.compute_threshold(runner, config, workdir)  # normal training images only
+    result = {"step": step, "total_steps": total_steps, "finished": True}
+    if evaluate_after:
+        result.update(evaluate.evaluate_model(runner, config, workdir, teacher_info=teacher_info))
+    if "unwritten" in threshold:  # a full disk at the end: reported by the caller, results kept
+        result.setdefault("unwritten", {}).update(threshold["unwritten"])
+    return result
+
+
+def format_progress(result: dict) -> str:
+    """The line the command line prints when training ends (finished or stopped to resume)."""
+    if result["finished"]:
+        return f"training finished: step {result['step']} of {result['total_steps']}"
+    return (f"training stopped at step {result['step']} of {result['total_steps']} "
+            "(train.max_steps_this_run); rerun the same command to resume")
 
 
 def _raise_if_nonfinite(pending: list, last_saved: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 
 from rgpkd_jax import checkpointing, evaluate, predict, train, visualize
 from rgpkd_jax.data import pipeline, preprocess
-from tests.helpers import tiny_config
+from tests.helpers import make_unwritable, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +123,31 @@ def test_evaluation_lists_images_left_out_of_the_per_image_aupro(tmp_path, monke
     assert written["aupro_rd4ad_per_image_left_out"] == {
         "labelled defective but the mask is empty at the evaluation size": ["test/crack/1.png"]}
     assert "1 defective images left out" in evaluate.format_summary(result)
+
+
+def test_each_predict_run_writes_its_own_folder(saved_workdir, tmp_path):
+    config, workdir = saved_workdir
+    folder = tmp_path / "first"
+    folder.mkdir()
+    test_batch = next(iter(pipeline.test_batches(config, batch_size=2)))
+    images = np.asarray(evaluate.to_uint8(test_batch["image"]))
+    Image.fromarray(images[0]).save(folder / "a.png")
+    first = predict.predict_path(config, workdir, str(folder))
+    (folder / "a.png").rename(folder / "b.png")  # the second run scores another file
+    second = predict.predict_path(config, workdir, str(folder))
+
+    assert first["output_dir"] != second["output_dir"]
+    assert os.path.dirname(first["output_dir"]) == os.path.join(workdir, predict.PREDICTIONS_DIR)
+    # The first run's results are intact and no heat map of it sits beside the second run's.
+    with open(os.path.join(first["output_dir"], "predictions.json")) as f:
+        assert [os.path.basename(r["file"]) for r in json.load(f)["predictions"]] == ["a.png"]
+    assert sorted(os.listdir(second["output_dir"])) == ["b_heatmap.png", "predictions.csv", "predictions.json"]
+
+
+def test_predict_into_an_unwritable_folder_fails_before_loading_the_model(saved_workdir, tmp_path, monkeypatch):
+    config, workdir = saved_workdir
+    out = str(tmp_path / "readonly")
+    make_unwritable(out, monkeypatch)
+    monkeypatch.setattr(checkpointing, "load_trained_model", lambda *a, **k: pytest.fail("model loaded"))
+    with pytest.raises(OSError, match=f"cannot write to the output folder {re.escape(out)}"):
+        predict.predict_path(config, workdir, str(tmp_path), output_dir=out)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 
 import pytest
 
@@ -37,3 +39,14 @@ def import_oracle(name: str):
         import importlib
         return importlib.import_module(name)
     return pytest.importorskip(name)
+
+
+def make_unwritable(directory, monkeypatch):
+    """chmod the folder read-only; as root, where chmod does not stop writes, fail file creation."""
+    os.makedirs(directory, exist_ok=True)
+    if os.geteuid() == 0:
+        def refuse(*args, dir=None, **kwargs):  # noqa: A002 - tempfile's keyword
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), dir)
+        monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+    else:
+        os.chmod(directory, 0o555)

@@ -12,7 +12,7 @@ Runs, all RD4AD tiny on the synthetic dataset with a global batch of 16 (3 steps
   two -> 1: the same workdir resumed by 1 process to the end, then evaluated
   one:      1 process, uninterrupted, evaluated
   1 -> two: a copy of the finished `two -> 1` workdir evaluated again by 2 processes, then
-            used by 2 processes to score two images (--mode=predict)
+            used by 2 processes to score two images (--mode=predict, into predictions/<UTC time>/)
 
 Float64 (`JAX_ENABLE_X64=1`, `compute_dtype=float64`, plain SGD as in tests/train_test.py) keeps
 the two layouts' different summation orders at float64 rounding, so losses and parameters are
@@ -248,19 +248,25 @@ def test_only_process_zero_writes_and_prints(runs):
     first, second = runs["two"]
     assert _outside_checkpoints(second["writes"]) == set(), second["writes"]
     assert {"metrics.jsonl", "run_info.json"} <= first["writes"]
-    assert _printed(first["stdout"]) == _printed(second["stdout"]) == ""  # stopped early: nothing to print
+    assert _printed(second["stdout"]) == ""
+    assert f"training stopped at step 2 of {STEPS}" in first["stdout"]  # train.max_steps_this_run
     first, second = runs["again"]
     assert _outside_checkpoints(second["writes"]) == set(), second["writes"]
     assert set(OUTPUTS[1:]) <= first["writes"], first["writes"]
     assert _printed(second["stdout"]) == ""
     assert "image AUROC" in first["stdout"]
-    assert _printed(first["stdout"]) == runs["two_to_one"][0]["stdout"]
+    dirs = runs["dirs"]  # the same results and files, in another workdir
+    assert _printed(first["stdout"]).replace(dirs["again"], dirs["two"]) == runs["two_to_one"][0]["stdout"]
 
 
 def test_two_processes_predict_once(runs):
     first, second = runs["predict"]
     assert second["writes"] == set() and _printed(second["stdout"]) == ""
-    written = {w for w in first["writes"] if not os.path.basename(w).startswith(".")}
-    assert written == {"predictions/predictions.json", "predictions/predictions.csv",
-                       "predictions/0_heatmap.png", "predictions/1_heatmap.png"}, first["writes"]
+    # Files only: the write check opens the folder itself (O_TMPFILE) and leaves nothing there.
+    written = {w for w in first["writes"] if not os.path.basename(w).startswith(".")
+               and os.path.isfile(os.path.join(runs["dirs"]["again"], w))}
+    run_dirs = {os.path.dirname(w) for w in written}  # each predict run writes a new folder
+    assert len(run_dirs) == 1 and os.path.dirname(run_dirs.pop()) == "predictions", written
+    assert {os.path.basename(w) for w in written} == {
+        "predictions.json", "predictions.csv", "0_heatmap.png", "1_heatmap.png"}, first["writes"]
     assert "scored 2 image(s), 0 unreadable" in first["stdout"]

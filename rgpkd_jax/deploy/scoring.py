@@ -19,6 +19,7 @@ from rgpkd_jax.deploy import images as images_lib
 
 # (N, H, W, 3) normalised images -> (N, H, W) anomaly maps, (N,) image scores
 MapFunction = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+PREDICTIONS_JSON, PREDICTIONS_CSV = "predictions.json", "predictions.csv"
 
 
 def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores: MapFunction,
@@ -73,8 +74,8 @@ def _save_png(rgb: np.ndarray, path: str) -> None:
 
 
 def _write_outputs(result: dict, output_dir: str) -> None:
-    files.write_json(os.path.join(output_dir, "predictions.json"), result)
-    with files.atomic_write(os.path.join(output_dir, "predictions.csv"), newline="") as f:
+    files.write_json(os.path.join(output_dir, PREDICTIONS_JSON), result)
+    with files.atomic_write(os.path.join(output_dir, PREDICTIONS_CSV), newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["file", "score", "defective", "heatmap", "heatmap_min",
                                                 "heatmap_max"])
         writer.writeheader()
