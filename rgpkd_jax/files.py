@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import tempfile
+import time
 import uuid
 from typing import IO, Any, Iterator
 
@@ -91,3 +93,17 @@ def failure_recorded(what: str, failures: dict[str, str]) -> Iterator[None]:
         yield
     except OSError as e:
         failures[what] = e.strerror or str(e)
+
+
+def new_run_dir(parent: str) -> str:
+    """Creates and returns ``parent/<UTC time>`` (``-2``, ``-3``... when taken): each run its own
+    folder, so a rerun neither overwrites the last one's results nor mixes its heat maps with them."""
+    os.makedirs(parent, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%SZ", time.gmtime())
+    for n in itertools.count(1):
+        path = os.path.join(parent, stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        return path

@@ -12,9 +12,7 @@ and writing the results is `rgpkd_jax.deploy.scoring`, which the deployed (ONNX)
 
 from __future__ import annotations
 
-import itertools
 import os
-import time
 
 from rgpkd_jax import checkpointing, evaluate, files, sharding
 from rgpkd_jax.deploy import scoring
@@ -34,21 +32,7 @@ def predict_path(config, workdir: str, input_path: str, *, output_dir: str | Non
         files.ensure_writable_dir(output_dir or os.path.join(workdir, PREDICTIONS_DIR))
     model, _, _ = checkpointing.load_trained_model(config, workdir)
     if primary and not output_dir:
-        output_dir = new_run_dir(os.path.join(workdir, PREDICTIONS_DIR))
+        output_dir = files.new_run_dir(os.path.join(workdir, PREDICTIONS_DIR))
     # Every process scores the images (the maps are gathered to all of them); process 0 writes.
     return scoring.predict_files(input_path, config.dataset.image_size, evaluate.MapRunner(model, config),
                                  threshold, output_dir or "", write=primary)
-
-
-def new_run_dir(parent: str) -> str:
-    """Creates and returns ``parent/<UTC time>`` (``-2``, ``-3``... when taken): each run its own
-    folder, so a rerun neither overwrites the last one's results nor mixes its heat maps with them."""
-    os.makedirs(parent, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%SZ", time.gmtime())
-    for n in itertools.count(1):
-        path = os.path.join(parent, stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            continue
-        return path

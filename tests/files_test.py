@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -42,3 +43,12 @@ def test_binary_mode_and_bad_mode(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         with files.atomic_write(tmp_path / "c", "a"):
             pass
+
+
+def test_each_run_dir_is_new_even_within_one_second(tmp_path, monkeypatch):
+    """predict and the deployed predictor give each run its own folder: a rerun overwrites nothing."""
+    epoch = time.gmtime(0)
+    monkeypatch.setattr(files.time, "gmtime", lambda *seconds: epoch)  # every call in one second
+    made = [files.new_run_dir(str(tmp_path / "predictions")) for _ in range(3)]
+    assert [os.path.basename(p) for p in made] == ["19700101-000000Z", "19700101-000000Z-2", "19700101-000000Z-3"]
+    assert all(os.path.isdir(p) and not os.listdir(p) for p in made)

@@ -21,7 +21,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="the .onnx file that python -m rgpkd_jax.export wrote")
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--output_dir", default=None,
-                        help="where results go (default: 'predictions' beside the model)")
+                        help="where results go (default: a new folder predictions/<UTC time> beside the model)")
     parser.add_argument("--batch_size", type=int, default=None,
                         help="images per onnxruntime call (default: the export's evaluation batch size)")
     parser.add_argument("--providers", default=None,

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
+from rgpkd_jax import files
 from rgpkd_jax.deploy import artefact, scoring
 from rgpkd_jax.deploy.images import ImageSource, preprocess_image
 
@@ -75,9 +76,11 @@ class Predictor:
 
     def predict_path(self, input_path: str, output_dir: str | None = None) -> dict:
         """Scores an image file or a folder as ``--mode predict`` does: writes predictions.json,
-        predictions.csv and heat maps into ``output_dir`` (default: ``predictions`` beside the
-        model), names and skips unreadable files, and returns what predictions.json holds."""
-        output_dir = output_dir or os.path.join(os.path.dirname(os.path.abspath(self.path)), "predictions")
+        predictions.csv and heat maps into ``output_dir`` (default: a new folder
+        ``predictions/<UTC time>`` beside the model per run, so a rerun overwrites nothing), names
+        and skips unreadable files, and returns what predictions.json holds."""
+        output_dir = output_dir or files.new_run_dir(
+            os.path.join(os.path.dirname(os.path.abspath(self.path)), "predictions"))
         return scoring.predict_files(input_path, self.image_size, self, self.threshold, output_dir)
 
 
