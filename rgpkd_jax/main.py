@@ -49,6 +49,8 @@ def main(argv):
     if not config.distributed and any(v is not None for v in explicit.values()):
         raise app.UsageError("--coordinator_address, --num_processes and --process_id need "
                              "--config.distributed=True")
+    from rgpkd_jax import preflight
+    preflight.check_run(config, mode)  # before any data, weights or workdir file
     import jax
     if config.distributed:
         jax.distributed.initialize(**explicit)

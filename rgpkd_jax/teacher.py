@@ -181,12 +181,25 @@ def load_teacher(arch: str, weights: str, *, num_layers: int = 3) -> resnet_lib.
     (for tests and smoke runs only: logged loudly), a ``.pth`` file, or a directory written by
     ``python -m rgpkd_jax.convert``.
     """
-    resnet_lib.spec_for(arch)  # a clear error for an unknown architecture
+    check_weights_available(arch, weights)
     if weights == "random":
         logging.warning(
             "!!! teacher.weights='random': the %s teacher has RANDOM weights. Anomaly scores and "
             "metrics of this run are MEANINGLESS; use it only to test the pipeline. !!!", arch)
         return resnet_lib.ResNet(arch, rngs=nnx.Rngs(0), num_layers=num_layers)
+    directory = imagenet_checkpoint_dir(arch) if weights == "imagenet" else Path(weights).expanduser()
+    if directory.is_dir():
+        return restore_teacher(directory, arch, num_layers=num_layers)
+    return resnet_from_state_dict(arch, torch_pickle.load_state_dict(directory), num_layers=num_layers,
+                                  source=str(directory))
+
+
+def check_weights_available(arch: str, weights: str) -> None:
+    """Raises what :func:`load_teacher` would for an unknown architecture or absent weights, without
+    loading anything: the command line checks this before it prepares data or touches the workdir."""
+    resnet_lib.spec_for(arch)  # a clear error for an unknown architecture
+    if weights == "random":
+        return
     if weights == "imagenet":
         directory = imagenet_checkpoint_dir(arch)
         if not directory.is_dir():
@@ -196,16 +209,11 @@ def load_teacher(arch: str, weights: str, *, num_layers: int = 3) -> resnet_lib.
                 f"Run: python -m rgpkd_jax.convert --arch {arch} --download (offline: fetch "
                 f"{TORCHVISION_BASE_URL}{file_name} elsewhere, then run python -m rgpkd_jax.convert "
                 f"--arch {arch} --pth {file_name})")
-        return restore_teacher(directory, arch, num_layers=num_layers)
-    path = Path(weights).expanduser()
-    if path.is_dir():
-        return restore_teacher(path, arch, num_layers=num_layers)
-    if path.is_file():
-        return resnet_from_state_dict(arch, torch_pickle.load_state_dict(path), num_layers=num_layers,
-                                      source=str(path))
-    raise FileNotFoundError(
-        f"teacher.weights={weights!r} is neither 'imagenet', 'random', an existing .pth file nor a "
-        "directory written by python -m rgpkd_jax.convert")
+        return
+    if not Path(weights).expanduser().exists():
+        raise FileNotFoundError(
+            f"teacher.weights={weights!r} is neither 'imagenet', 'random', an existing .pth file nor a "
+            "directory written by python -m rgpkd_jax.convert")
 
 
 def convert_torchvision(arch: str, *, pth: str | None = None, download: bool = False,
