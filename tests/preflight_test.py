@@ -2,6 +2,7 @@
 its workdir (rgpkd_jax/preflight.py)."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 
 from rgpkd_jax import preflight
 from rgpkd_jax.config_files import ConfigError, load_config
+from tests.data import fixtures
 from tests.helpers import REPO
 
 TINY = os.path.join(REPO, "configs", "rd4ad.py:synthetic/grid,tiny")
@@ -59,3 +61,40 @@ def test_main_reports_in_one_line_and_leaves_nothing_behind(tmp_path, overrides)
     assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert not workdir.exists()   # no run_info.json, no checkpoints/
     assert not data_dir.exists()  # the dataset was not prepared first
+
+
+def _break_folder(root, how):
+    written = fixtures.write_mvtec(root, "part")
+    if how == "missing_mask":
+        os.remove(next(iter(written["masks"].values())))
+    elif how == "empty_train_folder":
+        for path in written["train"]:
+            os.remove(path)
+    elif how == "no_test_folder":
+        shutil.rmtree(os.path.join(root, "part", "test"))
+    elif how == "no_manual_dir":
+        shutil.rmtree(root)
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("missing_mask", "part/test/crack/000.png has no ground-truth mask"),
+    ("empty_train_folder", "train/good (training images) has no images"),
+    ("no_test_folder", "part/test (test images)"),
+    ("no_manual_dir", "parts' does not exist"),
+])
+def test_dataset_errors_through_main_are_one_line(tmp_path, how, expected):
+    """What a user's own folder gets wrong is reported by main as one 'error:' line, no traceback."""
+    root = str(tmp_path / "parts")
+    _break_folder(root, how)
+    env = {**os.environ, "PYTHONPATH": REPO, "RGPKD_JAX_DATA": str(tmp_path / "data"),
+           "RGPKD_JAX_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-m", "rgpkd_jax.main",
+                          "--config", os.path.join(REPO, "configs", "rd4ad.py:folder/part,tiny"),
+                          f"--config.dataset.manual_dir={root}", "--config.teacher.weights=random",
+                          "--workdir", str(tmp_path / "workdir"), "--mode", "train"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode != 0
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.stderr.rstrip().endswith(errors[0])  # the error is the last thing said, on one line
+    assert expected in errors[0]

@@ -64,7 +64,7 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
             data_lib.prepare(builder, manual_dir)
         except DatasetError as error:
             raise DatasetError(
-                f"{error}\nTo prepare it by hand: python -m rgpkd_jax.data.prepare --dataset {name} "
+                f"{error} To prepare it by hand: python -m rgpkd_jax.data.prepare --dataset {name} "
                 f"--category {category} --manual_dir <folder> --data_dir {builder.data_dir_root}") from error
     return builder
 
