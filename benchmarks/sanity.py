@@ -77,19 +77,6 @@ VARIANTS = tuple(Variant(*v) for v in (
 ))
 VARIANT_NAMES = tuple(v.name for v in VARIANTS)
 
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where sanity_runs.jsonl, sanity.json and sanity.md go.")
-_VARIANTS = flags.DEFINE_list("variants", list(VARIANT_NAMES), f"Which variants, in this order: {VARIANT_NAMES}.")
-_CATEGORIES = flags.DEFINE_list("categories", list(CATEGORIES), "Synthetic categories.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (model init, random teacher, data order).")
-_EPOCHS = flags.DEFINE_integer("epochs", 20, "Training epochs (60 training images: 3 steps of 16 each).")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 128, "Image side (a multiple of 32).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Training batch size.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data dir of the synthetic dataset (default: the config's).")
-_ARRAYS_DIR = flags.DEFINE_string("arrays_dir", "", "Cache of the decoded splits as .npz (default: "
-                                  "<output_dir>/arrays); with every split there, no dataset is read.")
-_OVERRIDES = flags.DEFINE_multi_string("overrides", [], "Extra key.sub=value overrides for every run.")
-_TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only write the tables from sanity_runs.jsonl.")
-
 
 # --- data ---------------------------------------------------------------------------------------
 
@@ -472,35 +459,53 @@ def current_runs(runs_path: str, variants: Sequence[Variant], categories: Sequen
     return [r for r in read_runs(runs_path) if (r["variant"], r.get("config_key")) in wanted]
 
 
+def define_flags() -> None:
+    """Only when run as a program: importing this module (tests, other tools) defines no flags."""
+    flags.DEFINE_string("output_dir", None, "Where sanity_runs.jsonl, sanity.json and sanity.md go.")
+    flags.DEFINE_list("variants", list(VARIANT_NAMES), f"Which variants, in this order: {VARIANT_NAMES}.")
+    flags.DEFINE_list("categories", list(CATEGORIES), "Synthetic categories.")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (model init, random teacher, data order).")
+    flags.DEFINE_integer("epochs", 20, "Training epochs (60 training images: 3 steps of 16 each).")
+    flags.DEFINE_integer("image_size", 128, "Image side (a multiple of 32).")
+    flags.DEFINE_integer("batch_size", 16, "Training batch size.")
+    flags.DEFINE_string("data_dir", "", "TFDS data dir of the synthetic dataset (default: the config's).")
+    flags.DEFINE_string("arrays_dir", "", "Cache of the decoded splits as .npz (default: "
+                        "<output_dir>/arrays); with every split there, no dataset is read.")
+    flags.DEFINE_multi_string("overrides", [], "Extra key.sub=value overrides for every run.")
+    flags.DEFINE_bool("table_only", False, "Only write the tables from sanity_runs.jsonl.")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not _OUTPUT_DIR.value:
+    f = flags.FLAGS
+    if not f.output_dir:
         raise app.UsageError("--output_dir is required")
     from rgpkd_jax import cli
 
     cli.enable_compilation_cache()
-    variants = _selected_variants(_VARIANTS.value)
-    unknown = [c for c in _CATEGORIES.value if c not in CATEGORIES]
+    variants = _selected_variants(f.variants)
+    unknown = [c for c in f.categories if c not in CATEGORIES]
     if unknown:
         raise app.UsageError(f"--categories: unknown {unknown}; known: {list(CATEGORIES)}")
     try:
-        seeds = [int(s) for s in _SEEDS.value]
+        seeds = [int(s) for s in f.seeds]
     except ValueError:
         raise app.UsageError("--seeds: give whole numbers, e.g. --seeds=0,1,2") from None
-    if _IMAGE_SIZE.value % 32:
-        raise app.UsageError(f"--image_size={_IMAGE_SIZE.value}: RGPKD needs a multiple of 32")
-    kwargs = dict(epochs=_EPOCHS.value, image_size=_IMAGE_SIZE.value, batch_size=_BATCH_SIZE.value)
-    if _TABLE_ONLY.value:
-        runs = current_runs(os.path.join(_OUTPUT_DIR.value, RUNS_FILE), variants, _CATEGORIES.value,
-                            seeds, overrides=_OVERRIDES.value, **kwargs)
-        write_tables(_OUTPUT_DIR.value, runs, variants,
-                     json.loads(settings_of(overrides=_OVERRIDES.value, **kwargs)))
+    if f.image_size % 32:
+        raise app.UsageError(f"--image_size={f.image_size}: RGPKD needs a multiple of 32")
+    kwargs = dict(epochs=f.epochs, image_size=f.image_size, batch_size=f.batch_size)
+    if f.table_only:
+        runs = current_runs(os.path.join(f.output_dir, RUNS_FILE), variants, f.categories,
+                            seeds, overrides=f.overrides, **kwargs)
+        write_tables(f.output_dir, runs, variants,
+                     json.loads(settings_of(overrides=f.overrides, **kwargs)))
     else:
-        run_benchmark(_OUTPUT_DIR.value, variants, _CATEGORIES.value, seeds, data_dir=_DATA_DIR.value,
-                      arrays_dir=_ARRAYS_DIR.value, overrides=_OVERRIDES.value, **kwargs)
-    print(f"wrote {TABLE_STEM}.md and {TABLE_STEM}.json to {_OUTPUT_DIR.value}", flush=True)
+        run_benchmark(f.output_dir, variants, f.categories, seeds, data_dir=f.data_dir,
+                      arrays_dir=f.arrays_dir, overrides=f.overrides, **kwargs)
+    print(f"wrote {TABLE_STEM}.md and {TABLE_STEM}.json to {f.output_dir}", flush=True)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
