@@ -100,6 +100,8 @@ def compute(model, config, num_train: int) -> list[np.ndarray]:
     if not filled.all():
         raise RuntimeError(f"the teacher cache pass saw {int(filled.sum())} of {num_train} training "
                            "images; the training split changed while it was read")
+    logging.info("teacher cache: the features of %d training images, %.1f MiB (%s)", num_train,
+                 sum(level.nbytes for level in levels) / 2**20, levels[0].dtype)
     return levels
 
 
