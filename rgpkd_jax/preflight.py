@@ -53,6 +53,9 @@ def check_config_values(config: ml_collections.ConfigDict) -> None:
         problems.append(f"train.learning_rate={config.train.learning_rate!r} must be positive")
     if config.train.teacher_cache not in teacher_cache.MODES:
         problems.append(f"train.teacher_cache={config.train.teacher_cache!r} is not one of {teacher_cache.MODES}")
+    for key in ("train.teacher_cache_budget_mib", "train.teacher_cache_host_budget_mib"):
+        if not _get(config, key) >= 0:
+            problems.append(f"{key}={_get(config, key)!r} must be >= 0")
     if not config.eval.sigma >= 0:
         problems.append(f"eval.sigma={config.eval.sigma!r} must be >= 0 (0: no smoothing)")
     if problems:
