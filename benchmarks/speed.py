@@ -13,6 +13,8 @@ and after each section. Peak memory is measured in a fresh subprocess per implem
 
 Rows (images/s unless said otherwise):
   train/<method>          one train step (forward, loss, backward, Adam), batch 16, 256 px;
+  train/<method>_teacher_cache  the same step reading the teacher's features from a device cache
+                          (train.teacher_cache=device), against ours running the teacher;
   train/rd4ad_fraction_of_peak  XLA's flop count of our RD4AD train step / its median time,
                           over the best fp32 matmul rate sampled in the same rounds;
   infer/batch<B>          forward + anomaly map + score, maps back on the host;
@@ -106,7 +108,8 @@ def train_section(run: Run, method: str) -> None:
     config = run.config(method)
     images = inputs.random_images(setup.train_batch, setup.image_size)
     ours = harness.TrainStep(harness.build(config, setup.bank_entries), config, images)
-    cases = {"ours": ours}
+    cached = harness.TrainStep(harness.build(config, setup.bank_entries), config, images, teacher_cache=True)
+    cases = {"ours": ours, "ours_teacher_cache": cached}
     peer = None
     if method == "rd4ad":
         matmul = timing.MatmulPeak()
@@ -120,6 +123,10 @@ def train_section(run: Run, method: str) -> None:
               timing.rate(setup.train_batch, times["peer"]) if peer else None,
               run.peer_label if peer else "(no peer for this method)")
     run.rows.append(row)
+    run.rows.append(Row(f"train/{method}_teacher_cache", "images/s",
+                        timing.rate(setup.train_batch, times["ours_teacher_cache"]),
+                        timing.rate(setup.train_batch, times["ours"]), "ours, the teacher run in the step",
+                        note="train.teacher_cache=device: the teacher's features read from a device cache"))
     if method != "rd4ad":
         return
     flops = ours.flops()

@@ -52,7 +52,8 @@ class Row:
 
 
 # The order of the tables; rows not listed go last.
-ROW_ORDER = ("train/rd4ad", "train/sk_rd4ad", "train/rgpkd", "train/rd4ad_fraction_of_peak", "infer/batch1",
+ROW_ORDER = ("train/rd4ad", "train/sk_rd4ad", "train/rgpkd", "train/rd4ad_teacher_cache",
+             "train/sk_rd4ad_teacher_cache", "train/rgpkd_teacher_cache", "train/rd4ad_fraction_of_peak", "infer/batch1",
              "infer/batch16", "eval/end_to_end", "aupro/rd4ad_per_image_vs_threshold_loop",
              "aupro/rd4ad_per_image_vs_loop_labelled_once", "aupro/official_vs_threshold_loop",
              "aupro/official_vs_anomalib", "memory/train", "memory/train_process", "memory/infer",

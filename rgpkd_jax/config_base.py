@@ -78,6 +78,14 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         max_to_keep=2,
         log_every_steps=10,
         max_steps_this_run=0,     # >0: stop after this many steps (a time-limited job slot); rerun resumes
+        # off | auto | host | device: compute the frozen teacher's features of each training image
+        # once and reuse them every epoch (exact: no augmentation, frozen teacher; never in a
+        # checkpoint). device: in device memory; host: host numpy, gathered per batch; auto: device
+        # if it fits teacher_cache_budget_mib (per device), else host if it fits
+        # teacher_cache_host_budget_mib, else off (rgpkd_jax/teacher_cache.py).
+        teacher_cache="off",
+        teacher_cache_budget_mib=2048.0,
+        teacher_cache_host_budget_mib=8192.0,
     ))
     c.eval = ml_collections.ConfigDict(dict(
         batch_size=16,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ml_collections
 
 import rgpkd_jax.data as data_lib
-from rgpkd_jax import teacher
+from rgpkd_jax import teacher, teacher_cache
 from rgpkd_jax.config_files import ConfigError
 from rgpkd_jax.models import METHODS
 
@@ -51,6 +51,11 @@ def check_config_values(config: ml_collections.ConfigDict) -> None:
             problems.append(f"{key}={value!r} must lie in ({low:g}, {high:g}]")
     if not config.train.learning_rate > 0:
         problems.append(f"train.learning_rate={config.train.learning_rate!r} must be positive")
+    if config.train.teacher_cache not in teacher_cache.MODES:
+        problems.append(f"train.teacher_cache={config.train.teacher_cache!r} is not one of {teacher_cache.MODES}")
+    for key in ("train.teacher_cache_budget_mib", "train.teacher_cache_host_budget_mib"):
+        if not _get(config, key) >= 0:
+            problems.append(f"{key}={_get(config, key)!r} must be >= 0")
     if not config.eval.sigma >= 0:
         problems.append(f"eval.sigma={config.eval.sigma!r} must be >= 0 (0: no smoothing)")
     if problems:

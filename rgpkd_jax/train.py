@@ -3,6 +3,8 @@
 `train_and_evaluate(config, workdir)` builds the model through `models.build_model`, loads the
 teacher, and runs a `jax.jit` train step over a ('data',) mesh of all devices (batch sharded, state
 replicated and donated); the next batch is read and copied to the devices while a step runs.
+With `train.teacher_cache` on, the teacher's features of every training image are computed once
+before the loop and the step reads them instead of running the teacher (`teacher_cache.py`).
 Checkpoints (orbax, saved asynchronously) hold the trained model (the teacher is recorded, not
 saved), the optimiser, the step and the data iterators' positions, so a rerun with the same
 workdir resumes exactly where the last one stopped.
@@ -22,7 +24,8 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import checkpointing, evaluate, files, metric_writer, optim, sharding, workdir_lock
+from rgpkd_jax import (checkpointing, evaluate, files, metric_writer, optim, sharding, teacher_cache,
+                       workdir_lock)
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models import TRAINABLE
 
@@ -32,15 +35,19 @@ class NonFiniteLossError(RuntimeError):
 
 
 def make_train_step(graphdef):
-    """The jitted step: (state, batch) -> (state, metrics). `state` is donated."""
+    """The jitted step: (state, batch, device_cache) -> (state, metrics). `state` is donated;
+    `device_cache` is `teacher_cache.to_device`'s levels, or () (then the batch may carry the
+    host cache's features, or the teacher runs)."""
 
     @functools.partial(jax.jit, donate_argnums=(0,))
-    def train_step(state, batch):
+    def train_step(state, batch, device_cache=()):
         nodes = nnx.merge(graphdef, state)
         model, optimizer = nodes["model"], nodes["optimizer"]
+        cached = teacher_cache.batch_features(batch, device_cache)
 
         def loss_fn(model):
-            features = model(batch["image"], train=True, indices=batch.get("index"))
+            features = model(batch["image"], train=True, indices=batch.get("index"),
+                             teacher_features=cached)
             return model.loss(features, batch["image"])
 
         grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, TRAINABLE), has_aux=True)
@@ -91,12 +98,20 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
             state = checkpointing.restore(manager, step, state, data_iterator, config)
             state = jax.device_put(state, sharding.replicated(mesh))
             logging.info("resumed from the checkpoint at step %d of %d", step, total_steps)
+        # Rebuilt by every run, never checkpointed (docs/architecture.md "Teacher cache").
+        cache_mode = teacher_cache.resolve_mode(config, model, num_train,
+                                                data_source_overridden=data_source is not None)
+        cache_levels = teacher_cache.compute(model, config, num_train) if cache_mode != "off" else []
+        if cache_mode == "host":
+            data_iterator = teacher_cache.HostGather(data_iterator, cache_levels)
+        device_cache = teacher_cache.to_device(cache_levels, mesh) if cache_mode == "device" else ()
+        del cache_levels  # host: the gatherer holds them; device: the devices do
     except BaseException:
         manager.close()
         raise
     checkpointing.write_run_info(
         workdir, config, teacher_info, num_train=num_train, steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps, devices=[str(d) for d in jax.devices()],
+        total_steps=total_steps, devices=[str(d) for d in jax.devices()], teacher_cache=cache_mode,
         process_count=jax.process_count(), conv_impl=model.conv_impl, jax_version=jax.__version__)
 
     train_step = make_train_step(graphdef)
@@ -110,7 +125,7 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
         while step < stop_at:
             if profile_steps and step == profile_steps[0]:
                 jax.profiler.start_trace(config.profile_dir)
-            state, metrics = train_step(state, next(batches))
+            state, metrics = train_step(state, next(batches), device_cache)
             step += 1
             if step < stop_at:
                 batches.prefetch()  # the next batch is read and copied while this step runs

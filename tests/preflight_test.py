@@ -17,12 +17,14 @@ TINY = os.path.join(REPO, "configs", "rd4ad.py:synthetic/grid,tiny")
 
 
 def test_every_bad_value_is_named_in_one_error():
-    config = load_config(TINY, ["dataset.image_size=-64", "train.batch_size=0", "eval.fpr_limit=1.5"])
+    bad = ["dataset.image_size=-64", "train.batch_size=0", "eval.fpr_limit=1.5",
+           "train.teacher_cache_budget_mib=-1.0"]
+    config = load_config(TINY, bad + ["train.teacher_cache=on"])
     with pytest.raises(ConfigError) as error:
         preflight.check_run(config, "train")
     message = str(error.value)
     assert "\n" not in message
-    for named in ("dataset.image_size=-64", "train.batch_size=0", "eval.fpr_limit=1.5"):
+    for named in bad + ["train.teacher_cache='on'"]:
         assert named in message
 
 

@@ -1,7 +1,7 @@
 """The model registry and the interface the trainer, evaluator and benchmarks rely on.
 
 Every method is an ``nnx.Module`` with a frozen ``teacher`` attribute, ``__call__(images, *, train,
-indices=None) -> Features`` and ``loss(features, images) -> (scalar, terms)``
+indices=None, teacher_features=None) -> Features`` and ``loss(features, images) -> (scalar, terms)``
 (docs/architecture.md "Models"). Modules know nothing of configs; ``build_model`` maps one.
 """
 

@@ -50,9 +50,13 @@ class RD4AD(nnx.Module):
         self.consistency_rate = float(consistency_rate)
         self.consistency_sizes = consistency_sizes
 
-    def __call__(self, images: jax.Array, *, train: bool, indices: jax.Array | None = None) -> Features:
-        """``indices`` is part of the shared interface and unused here."""
-        teacher = [jax.lax.stop_gradient(f) for f in self.teacher(images)]
+    def __call__(self, images: jax.Array, *, train: bool, indices: jax.Array | None = None,
+                 teacher_features: list[jax.Array] | None = None) -> Features:
+        """``indices`` is part of the shared interface and unused here; ``teacher_features``
+        (the teacher's outputs for ``images``, e.g. from `rgpkd_jax.teacher_cache`) replace the
+        teacher's forward pass."""
+        teacher = [jax.lax.stop_gradient(f) for f in (
+            self.teacher(images) if teacher_features is None else teacher_features)]
         student = self.decoder(self.bn(teacher, train=train), teacher, train=train)
         return Features(teacher=teacher, student=student, reconstruction=None).at_least_float32()
 

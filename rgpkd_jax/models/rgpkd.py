@@ -81,7 +81,8 @@ def _bank_entries(teacher: ResNet, images: jax.Array, dtype: str) -> tuple[list[
 
 
 class RGPKD(nnx.Module):
-    """``__call__(images, *, train, indices=None) -> Features``; ``loss(features, images)``.
+    """``__call__(images, *, train, indices=None, teacher_features=None) -> Features``;
+    ``loss(features, images)``.
 
     The keyword arguments are ``config.model``'s switches (``models.build_model`` passes them);
     ``bank_seed`` seeds the subset kept when ``bank_size`` caps the bank. ``ops`` builds every conv,
@@ -117,9 +118,13 @@ class RGPKD(nnx.Module):
         """F1, F2, F3 with running BN statistics and no gradient path into the teacher."""
         return [jax.lax.stop_gradient(f) for f in self.teacher(images)]
 
-    def __call__(self, images: jax.Array, *, train: bool, indices: jax.Array | None = None) -> Features:
+    def __call__(self, images: jax.Array, *, train: bool, indices: jax.Array | None = None,
+                 teacher_features: list[jax.Array] | None = None) -> Features:
+        """``teacher_features`` (the teacher's F1..F3 for ``images``, e.g. from
+        `rgpkd_jax.teacher_cache`) replace the teacher's forward pass, for the prompt retrieval too."""
         check_image_size(images)
-        teacher = self.teacher_features(images)
+        teacher = (self.teacher_features(images) if teacher_features is None
+                   else [jax.lax.stop_gradient(f) for f in teacher_features])
         prompts = None
         if self.prompts is not None:
             if train and indices is None:

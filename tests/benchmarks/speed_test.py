@@ -13,7 +13,7 @@ import pytest
 from benchmarks import aupro_reference_loop, inputs, speed, speed_report
 from tests.helpers import REPO
 
-TRAIN_ROWS = {"train/rd4ad", "train/rd4ad_fraction_of_peak"}
+TRAIN_ROWS = {"train/rd4ad", "train/rd4ad_teacher_cache", "train/rd4ad_fraction_of_peak"}
 OTHER_ROWS = {"infer/batch1", "infer/batch16", "eval/end_to_end",
               "aupro/rd4ad_per_image_vs_threshold_loop", "aupro/rd4ad_per_image_vs_loop_labelled_once",
               "aupro/official_vs_threshold_loop", "memory/train", "memory/train_process", "memory/infer", "memory/infer_process"}
@@ -47,6 +47,9 @@ def test_tiny_run_has_every_row_with_values(tiny_run):
         assert row["ratio"] == pytest.approx(row["ours"] / row["peer"]), name
         assert row["target"] == "{} {:g}".format(*speed_report.TARGETS[name]) and row["met"] in (True, False)
     assert rows["train/rd4ad"]["ratio"] is None and rows["train/rd4ad"]["met"] is None
+    # The cached step is measured against ours running the teacher, so it has a ratio without a peer.
+    cached = rows["train/rd4ad_teacher_cache"]
+    assert cached["ratio"] == pytest.approx(cached["ours"] / cached["peer"]) and cached["target"] is None
     # Our per-image AUPRO and both threshold loops compute the same metric.
     values = result["extra"]["aupro_values"]
     for loop in ("threshold_loop", "threshold_loop_label_once"):
