@@ -133,3 +133,13 @@ def test_a_failed_last_write_keeps_the_printed_results_and_names_the_file(traine
         f"error: could not write {metrics_path} (No space left on device); the results above were "
         "computed but not saved there")
     assert not os.path.exists(metrics_path)
+
+
+def test_a_run_that_prepares_its_dataset_says_so_in_one_line_without_progress_bars(tmp_path):
+    """The first run on a dataset prepares it: one INFO line says where, tfds's bars stay hidden
+    (they are for the prepare command; --verbosity=1 shows them)."""
+    run = _main(["--mode=train", "--config.train.max_steps_this_run=1"], workdir=str(tmp_path / "workdir"),
+                data_dir=str(tmp_path / "data"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [line for line in run.stderr.splitlines() if "preparing synthetic/grid in" in line]
+    assert "Generating" not in run.stderr and "Shuffling" not in run.stderr, run.stderr[-3000:]

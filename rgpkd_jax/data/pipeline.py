@@ -37,7 +37,7 @@ from typing import Iterator, Optional
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
-from absl import flags
+from absl import flags, logging
 
 import rgpkd_jax.data as data_lib
 from rgpkd_jax.data import preprocess
@@ -60,6 +60,10 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
     if data_lib.is_prepared(builder):
         data_lib.check_source_unchanged(builder, manual_dir)
     else:
+        logging.info("preparing %s/%s in %s (once: later runs read the prepared records)",
+                     name, category, builder.data_dir_root)
+        if logging.get_verbosity() < logging.DEBUG:
+            tfds.disable_progress_bar()  # a run's log stays readable; the prepare command keeps its bars
         try:
             data_lib.prepare(builder, manual_dir)
         except DatasetError as error:
