@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 
 import pytest
@@ -19,6 +20,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def synthetic_data_dir(tmp_path_factory):
     """A TFDS data dir holding the embedded synthetic dataset, prepared once per session."""
     return str(tmp_path_factory.mktemp("tfds_data"))
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(request, tmp_path_factory):
+    """A folder shared by one test module's tests, deleted after the module unless one of its tests
+    failed (the per-test tmp_path is handled by `tmp_path_retention_policy` in setup.cfg)."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    failed_before = request.session.testsfailed
+    yield path
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

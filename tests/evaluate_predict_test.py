@@ -18,10 +18,10 @@ from tests.helpers import make_unwritable, tiny_config
 
 
 @pytest.fixture(scope="module")
-def saved_workdir(tmp_path_factory, synthetic_data_dir):
+def saved_workdir(module_tmp_path, synthetic_data_dir):
     """A workdir holding an (untrained) tiny RD4AD checkpoint and its threshold."""
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir, num_visualise=2)
-    workdir = str(tmp_path_factory.mktemp("workdir"))
+    workdir = str(module_tmp_path / "workdir")
     model, teacher_info = checkpointing.setup_model(config)
     checkpointing.save_imported_model(model, config, workdir, teacher_info=teacher_info)
     evaluate.compute_threshold(model, config, workdir)

@@ -54,19 +54,20 @@ def _write_folder(folder, images) -> None:
     (folder / "notes.txt").write_text("not an image suffix: ignored")
 
 
-@pytest.fixture(scope="session")
-def export_of(tmp_path_factory, synthetic_data_dir):
+@pytest.fixture(scope="module")
+def export_of(module_tmp_path, synthetic_data_dir):
     """method -> its Export, built on first use."""
     built = {}
 
     def get(method: str) -> Export:
         if method not in built:
             config = tiny_config(method, data_dir=synthetic_data_dir)
-            workdir = str(tmp_path_factory.mktemp(f"export_{method}"))
+            workdir = str(module_tmp_path / f"export_{method}")
             model, teacher_info = checkpointing.setup_model(config)
             checkpointing.save_imported_model(model, config, workdir, teacher_info=teacher_info)
             batch = next(iter(pipeline.test_batches(config, batch_size=4)))
-            folder = tmp_path_factory.mktemp(f"images_{method}")
+            folder = module_tmp_path / f"images_{method}"
+            folder.mkdir()
             _write_folder(folder, batch["image"])
             # The folder's files as predict reads them (the JPEG and grey copies differ a little).
             _, images, _ = deploy_images.load_images(deploy_images.list_images(str(folder)),

@@ -187,10 +187,10 @@ def _outside_checkpoints(writes: set[str]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, synthetic_data_dir):
+def runs(module_tmp_path, synthetic_data_dir):
     """The runs of the module docstring; the data is prepared before any process starts."""
     pipeline.num_examples(tiny_config("rd4ad", data_dir=synthetic_data_dir, category=CATEGORY), "train")
-    root = tmp_path_factory.mktemp("multiprocess")
+    root = module_tmp_path
     two, one, again = str(root / "two"), str(root / "one"), str(root / "again")
     result = {"two": launch(two, synthetic_data_dir, processes=2,
                             extra=("--config.train.max_steps_this_run=2",))}

@@ -90,8 +90,8 @@ def _main(args, *, workdir, data_dir, prelude=""):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, synthetic_data_dir):
-    workdir = str(tmp_path_factory.mktemp("cli_workdir"))
+def trained(module_tmp_path, synthetic_data_dir):
+    workdir = str(module_tmp_path / "cli_workdir")
     return workdir, _main(["--mode=train"], workdir=workdir, data_dir=synthetic_data_dir)
 
 
