@@ -62,6 +62,10 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         # unbiased | biased: the batch variance that updates every BN's running variance.
         # unbiased (x n/(n-1)) is PyTorch's BatchNorm2d, so the official code's; biased is flax's.
         bn_running_var="unbiased",
+        # none | decoder: recompute the student decoder blocks' activations in the backward pass
+        # (less training memory, one more decoder forward per step; same values;
+        # rgpkd_jax/models/remat.py, measured in benchmarks/NOTES.md).
+        remat="none",
     ))
 
     c.train = ml_collections.ConfigDict(dict(

@@ -14,6 +14,7 @@ import rgpkd_jax.data as data_lib
 from rgpkd_jax import teacher, teacher_cache
 from rgpkd_jax.config_files import ConfigError
 from rgpkd_jax.models import METHODS
+from rgpkd_jax.models.remat import REMAT_MODES
 
 TRAINING_MODES = ("train", "train_eval")
 # Every method halves the teacher's stride-16 features once more (RD4AD's bottleneck, the U-Net's
@@ -56,6 +57,8 @@ def check_config_values(config: ml_collections.ConfigDict) -> None:
     for key in ("train.teacher_cache_budget_mib", "train.teacher_cache_host_budget_mib"):
         if not _get(config, key) >= 0:
             problems.append(f"{key}={_get(config, key)!r} must be >= 0")
+    if config.model.remat not in REMAT_MODES:
+        problems.append(f"model.remat={config.model.remat!r} is not one of {REMAT_MODES}")
     if not config.eval.sigma >= 0:
         problems.append(f"eval.sigma={config.eval.sigma!r} must be >= 0 (0: no smoothing)")
     if problems:

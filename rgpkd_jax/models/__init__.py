@@ -15,15 +15,21 @@ from flax import nnx
 
 from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.features import Features
+from rgpkd_jax.models.prompt import PromptBank
 from rgpkd_jax.models.rd4ad import RD4AD
+from rgpkd_jax.models.remat import set_remat
 from rgpkd_jax.models.rgpkd import RGPKD
 
-__all__ = ["Features", "FROZEN", "METHODS", "TRAINABLE", "build_model", "count_params", "set_compute_dtype"]
+__all__ = ["Features", "FROZEN", "METHODS", "NOT_TRAINED", "TRAINABLE", "build_model", "count_params", "set_compute_dtype"]
 
 
 # The optimised variables: every parameter outside the frozen teacher.
 TRAINABLE = nnx.All(nnx.Param, nnx.Not(nnx.PathContains("teacher")))
 FROZEN = nnx.All(nnx.Param, nnx.PathContains("teacher"))
+# What training never changes: the frozen teacher (parameters and BN statistics) and RGPKD's prompt
+# bank. The train step takes it as an argument apart from the trained state, never donated nor
+# returned; checkpoints rebuild it instead of saving it (docs/checkpoints.md).
+NOT_TRAINED = nnx.Any(nnx.PathContains("teacher"), PromptBank)
 
 METHODS = ("rd4ad", "sk_rd4ad", "rgpkd")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
@@ -35,14 +41,16 @@ def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module
     """Builds ``config.method``'s model with a randomly initialised teacher (the trainer loads the
     teacher's weights afterwards), its layers built by ``config.model.conv_impl`` (resolved here,
     once; the model's ``conv_impl`` attribute says to what), its BNs' running variance updated as
-    ``config.model.bn_running_var`` says, and computing in
-    ``config.model.compute_dtype``."""
+    ``config.model.bn_running_var`` says, computing in ``config.model.compute_dtype``, and its
+    decoder blocks recomputed in the backward pass if ``config.model.remat`` says so."""
     options = config.model.to_dict()
     compute_dtype = options.pop("compute_dtype", "float32")
     _check_compute_dtype(compute_dtype)
+    remat = options.pop("remat", "none")
     ops = conv_ops.resolve(options.pop("conv_impl", "auto"), options.pop("bn_running_var", "unbiased"))
     model = _build(config.method, config.teacher.arch, options, rngs, ops)
     set_compute_dtype(model, compute_dtype)
+    set_remat(model, remat)
     return model
 
 

@@ -17,7 +17,8 @@ import jax
 from flax import nnx
 
 from rgpkd_jax.models import conv_ops
-from rgpkd_jax.models.resnet import batch_norm, conv, run_layer, spec_for
+from rgpkd_jax.models.remat import RematBlocks
+from rgpkd_jax.models.resnet import batch_norm, conv, spec_for
 
 # PyTorch's default ConvTranspose2d init, kept by the official code (its init loop only matches
 # nn.Conv2d): kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), where torch takes fan_in from weight
@@ -98,7 +99,7 @@ def _apply_upsample(upsample: nnx.List | None, x: jax.Array, train: bool) -> jax
     return upsample[1](upsample[0](x), use_running_average=not train)
 
 
-class Decoder(nnx.Module):
+class Decoder(RematBlocks, nnx.Module):
     """Reverse ResNet: stages D1 (``layer1``), D2, D3 with planes 256, 128, 64, each doubling H, W.
 
     Block counts are the teacher's first three stage counts **in forward order** (WRN50: 3, 4, 6),
@@ -107,7 +108,8 @@ class Decoder(nnx.Module):
 
     ``skips`` (SK-RD4AD): D2's input is ReLU(D1 + E3) and D3's is ReLU(D2 + E2); the returned
     features are the stage outputs before the addition. Parameter-free, so RD4AD is this decoder
-    with ``skips=False``. ``ops`` builds the layers (`conv_ops.resolve`; None: "auto").
+    with ``skips=False``. ``ops`` builds the layers (`conv_ops.resolve`; None: "auto"). Its blocks
+    are what ``config.model.remat=decoder`` recomputes (`remat.RematBlocks`).
     """
 
     def __init__(self, arch: str, *, rngs: nnx.Rngs, skips: bool = False,
@@ -129,7 +131,7 @@ class Decoder(nnx.Module):
                  train: bool) -> list[jax.Array]:
         if self.skips and teacher is None:
             raise ValueError("a decoder with skips (SK-RD4AD) needs the teacher features [E1, E2, E3]")
-        d1 = run_layer(self.layer1, embedding, train=train)
-        d2 = run_layer(self.layer2, nnx.relu(d1 + teacher[2]) if self.skips else d1, train=train)
-        d3 = run_layer(self.layer3, nnx.relu(d2 + teacher[1]) if self.skips else d2, train=train)
+        d1 = self.run_blocks(self.layer1, embedding, train=train)
+        d2 = self.run_blocks(self.layer2, nnx.relu(d1 + teacher[2]) if self.skips else d1, train=train)
+        d3 = self.run_blocks(self.layer3, nnx.relu(d2 + teacher[1]) if self.skips else d2, train=train)
         return [d3, d2, d1]

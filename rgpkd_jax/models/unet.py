@@ -38,6 +38,7 @@ from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.decoder import deconv2x2
 from rgpkd_jax.models.ocbe import OCBE
 from rgpkd_jax.models.prompt import CrossAttentionFusion
+from rgpkd_jax.models.remat import RematBlocks
 from rgpkd_jax.models.resnet import batch_norm, conv, spec_for
 
 DOWNSAMPLING = 32  # the encoder's deepest stride: image sides must be multiples of it
@@ -136,10 +137,11 @@ class ReconstructionHead(nnx.Module):
         return nnx.sigmoid(self.to_rgb(self.up_full(x, train=train)))
 
 
-class UNetStudent(nnx.Module):
+class UNetStudent(RematBlocks, nnx.Module):
     """The student. ``teacher_channels`` and ``prompt_channels`` are ordered shallow to deep
     (strides 4, 8, 16); ``prompt_channels=None`` builds no fusion modules at all. ``ops`` builds
-    the convolutions, BNs and deconvolutions (`conv_ops.resolve`; None: "auto")."""
+    the convolutions, BNs and deconvolutions (`conv_ops.resolve`; None: "auto"). Its decoder
+    stages are what ``config.model.remat=decoder`` recomputes (`remat.RematBlocks`)."""
 
     def __init__(self, *, base_width: int, teacher_channels: Sequence[int], skips: bool = True,
                  reconstruction: bool = True, prompt_channels: Sequence[int] | None = None,
@@ -176,7 +178,7 @@ class UNetStudent(nnx.Module):
         for e, stage in zip(SKIP_STAGES, self.decoder):
             skip = encoded[e] if self.skips else None
             prompt = prompts[e - 1] if prompts is not None else None
-            x, projected = stage(x, skip, prompt, train=train)
+            x, projected = self.call_block(stage, x, skip, prompt, train=train)
             outputs.append(projected)
         reconstruction = None
         if self.reconstruction is not None:
@@ -184,7 +186,7 @@ class UNetStudent(nnx.Module):
         return outputs[::-1], reconstruction
 
 
-class TeacherEncoderStudent(nnx.Module):
+class TeacherEncoderStudent(RematBlocks, nnx.Module):
     """The student whose encoder side is the frozen teacher: [F1, F2, F3] -> OCBE (one-class
     bottleneck, 512 x expansion channels at stride 32) -> decoder stages at strides 16, 8, 4 of
     widths 4w, 2w, w (w = ``base_width``) -> [S1, S2, S3]; the reconstruction head continues from
@@ -219,7 +221,8 @@ class TeacherEncoderStudent(nnx.Module):
         for level, stage in zip((2, 1, 0), self.decoder):
             if self.skips and level < 2:
                 x = jnp.concatenate([x, teacher[level + 1].astype(x.dtype)], axis=-1)
-            x, projected = stage(x, None, prompts[level] if prompts is not None else None, train=train)
+            x, projected = self.call_block(stage, x, None, prompts[level] if prompts is not None else None,
+                                           train=train)
             outputs.append(projected)
         reconstruction = self.reconstruction(x, None, train=train) if self.reconstruction is not None else None
         return outputs[::-1], reconstruction
