@@ -42,20 +42,20 @@ class TrainStep:
 
         from rgpkd_jax import checkpointing, train
         self.device_cache = tuple(model.teacher(jax.device_put(images))) if teacher_cache else ()
-        graphdef, self.state = checkpointing.split_train_state(
+        graphdef, self.state, self.frozen = checkpointing.split_train_state(
             model, config.train, optax.constant_schedule(config.train.learning_rate))
         self.step = train.make_train_step(graphdef)
         self.batch = {"image": jax.device_put(images),
                       "index": jax.device_put(np.arange(len(images), dtype=np.int32))}
 
     def __call__(self):
-        self.state, metrics = self.step(self.state, self.batch, self.device_cache)
+        self.state, metrics = self.step(self.state, self.frozen, self.batch, self.device_cache)
         return metrics["loss"]
 
     @functools.cached_property
     def _compiled(self):
         """The step compiled once for both analyses (a WRN50 step takes ~40 s to compile on CPU)."""
-        return self.step.lower(self.state, self.batch, self.device_cache).compile()
+        return self.step.lower(self.state, self.frozen, self.batch, self.device_cache).compile()
 
     def flops(self) -> float | None:
         return timing.flops(self._compiled)

@@ -187,7 +187,7 @@ def run_one(config, train_data: dict, test_data: dict, compiled: dict | None = N
     if steps_per_epoch == 0:
         raise ValueError(f"{num_train} training images are fewer than one batch of {tc.batch_size}")
     schedule = optim.make_schedule(tc, tc.epochs * steps_per_epoch, steps_per_epoch)
-    graphdef, state = checkpointing.split_train_state(model, tc, schedule)
+    graphdef, state, frozen = checkpointing.split_train_state(model, tc, schedule)
     compiled = {} if compiled is None else compiled
     key = _compiled_key(config)
     functions = compiled.get(key)
@@ -203,14 +203,14 @@ def run_one(config, train_data: dict, test_data: dict, compiled: dict | None = N
         epoch_terms = []
         for b in range(steps_per_epoch):
             chosen = order[b * tc.batch_size:(b + 1) * tc.batch_size]
-            state, terms = functions["step"](state, {"image": jnp.asarray(train_data["image"][chosen]),
+            state, terms = functions["step"](state, frozen, {"image": jnp.asarray(train_data["image"][chosen]),
                                                      "index": jnp.asarray(train_data["index"][chosen])})
             epoch_terms.append(terms)
         curve.append({k: float(np.mean([float(t[k]) for t in epoch_terms])) for k in epoch_terms[0]})
         if not np.isfinite(curve[-1]["loss"]):
             raise FloatingPointError(f"the loss became {curve[-1]['loss']} in epoch {len(curve)}")
     train_seconds = time.perf_counter() - started
-    _, eval_state = nnx.split(nnx.merge(graphdef, state)["model"])
+    _, eval_state = nnx.split(checkpointing.merge_train_state(graphdef, state, frozen)["model"])
 
     # The whole test split (41 images) in one call: one compile, no padding.
     images, masks, labels = jnp.asarray(test_data["image"]), test_data["mask"], test_data["label"]

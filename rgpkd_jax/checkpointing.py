@@ -24,17 +24,13 @@ from rgpkd_jax import files, optim, sharding
 from rgpkd_jax import teacher as teacher_lib
 from rgpkd_jax.config_files import ConfigError
 from rgpkd_jax.data import pipeline
-from rgpkd_jax.models import TRAINABLE, build_model
+from rgpkd_jax.models import NOT_TRAINED, TRAINABLE, build_model
 from rgpkd_jax.models.official_checkpoint import load_official_rd4ad
-from rgpkd_jax.models.prompt import PromptBank
 
 
 DATA_ITEM = "data"
 TEACHER_ITEM = "teacher"
 RUN_INFO = "run_info.json"
-# Rebuilt, not saved: the frozen teacher comes from its recorded weights, the prompt bank from
-# teacher and training split (docs/checkpoints.md).
-_REBUILT = nnx.Any(nnx.PathContains("teacher"), PromptBank)
 
 
 class TeacherMismatchError(ValueError):
@@ -59,8 +55,9 @@ def checkpoint_manager(workdir: str, tc) -> ocp.CheckpointManager:
 
 
 def _saved_part(state) -> dict:
-    """The pure dict of what a checkpoint holds: `state` without the teacher and the prompt bank."""
-    return nnx.to_pure_dict(nnx.filter_state(state, nnx.Not(_REBUILT)))
+    """The pure dict of what a checkpoint holds: the trained state of `split_train_state` (the
+    teacher is rebuilt from its recorded weights, the prompt bank from teacher and training split)."""
+    return nnx.to_pure_dict(state)
 
 
 def _step_dir(manager, step: int) -> str:
@@ -206,15 +203,29 @@ def _lookup(tree: dict, dotted: str):
 
 
 def split_train_state(model, tc, schedule):
-    """(graphdef, state) of {'model', 'optimizer'}: what the train step updates and checkpoints hold."""
+    """(graphdef, state, frozen) of {'model', 'optimizer'}: `state` is what training changes (the
+    trained parameters, the student's BN statistics, the optimiser; what checkpoints hold),
+    `frozen` what it never changes (`models.NOT_TRAINED`: teacher and prompt bank).
+    `merge_train_state` puts them back together."""
     optimizer = nnx.Optimizer(model, optim.make_optimizer(tc, schedule), wrt=TRAINABLE)
-    return nnx.split({"model": model, "optimizer": optimizer})
+    graphdef, frozen, state = nnx.split({"model": model, "optimizer": optimizer}, NOT_TRAINED, ...)
+    return graphdef, state, frozen
+
+
+def merge_train_state(graphdef, state, frozen) -> dict:
+    """{'model', 'optimizer'} from `split_train_state`'s parts."""
+    return nnx.merge(graphdef, frozen, state)
+
+
+def trained_state(nodes: dict):
+    """The `state` part of `split_train_state` of merged nodes (what a train step returns)."""
+    return nnx.state(nodes, nnx.Not(NOT_TRAINED))
 
 
 def save_imported_model(model, config: ml_collections.ConfigDict, workdir: str, *, teacher_info: dict) -> None:
     """Saves a model trained elsewhere (an official RD4AD checkpoint) as the workdir's checkpoint
     at step 0, so that --mode=eval and --mode=predict use it (the caller writes the threshold)."""
-    graphdef, state = split_train_state(model, config.train, optax.constant_schedule(0.0))
+    _, state, _ = split_train_state(model, config.train, optax.constant_schedule(0.0))
     manager = checkpoint_manager(workdir, config.train)
     if manager.latest_step() is not None:
         manager.close()
@@ -251,9 +262,9 @@ def load_trained_model(config: ml_collections.ConfigDict, workdir: str):
                 f"--mode=train (same --config and --workdir)")
         model, teacher_info = setup_model(config, restoring=(manager, step))
         # The optimiser state is restored too (the checkpoint holds both); its schedule is irrelevant.
-        graphdef, state = split_train_state(model, config.train, optax.constant_schedule(0.0))
+        graphdef, state, frozen = split_train_state(model, config.train, optax.constant_schedule(0.0))
         restored = _restore_items(manager, step, state=ocp.args.StandardRestore(_restore_target(state)))
     finally:
         manager.close()
     nnx.replace_by_pure_dict(state, restored["state"])
-    return nnx.merge(graphdef, state)["model"], teacher_info, step
+    return merge_train_state(graphdef, state, frozen)["model"], teacher_info, step

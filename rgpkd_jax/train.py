@@ -1,8 +1,9 @@
 """One data-parallel train loop for RD4AD, SK-RD4AD and RGPKD.
 
 `train_and_evaluate(config, workdir)` builds the model through `models.build_model`, loads the
-teacher, and runs a `jax.jit` train step over a ('data',) mesh of all devices (batch sharded, state
-replicated and donated); the next batch is read and copied to the devices while a step runs.
+teacher, and runs a `jax.jit` train step over a ('data',) mesh of all devices (batch sharded; the
+trained state replicated and donated, the frozen teacher replicated and only read); the next batch
+is read and copied to the devices while a step runs.
 With `train.teacher_cache` on, the teacher's features of every training image are computed once
 before the loop and the step reads them instead of running the teacher (`teacher_cache.py`).
 Checkpoints (orbax, saved asynchronously) hold the trained model (the teacher is recorded, not
@@ -35,13 +36,14 @@ class NonFiniteLossError(RuntimeError):
 
 
 def make_train_step(graphdef):
-    """The jitted step: (state, batch, device_cache) -> (state, metrics). `state` is donated;
-    `device_cache` is `teacher_cache.to_device`'s levels, or () (then the batch may carry the
-    host cache's features, or the teacher runs)."""
+    """The jitted step: (state, frozen, batch, device_cache) -> (state, metrics), on the parts of
+    `checkpointing.split_train_state`. `state` (what training changes) is donated and returned;
+    `frozen` (teacher, prompt bank) is only read. `device_cache` is `teacher_cache.to_device`'s
+    levels, or () (then the batch may carry the host cache's features, or the teacher runs)."""
 
     @functools.partial(jax.jit, donate_argnums=(0,))
-    def train_step(state, batch, device_cache=()):
-        nodes = nnx.merge(graphdef, state)
+    def train_step(state, frozen, batch, device_cache=()):
+        nodes = checkpointing.merge_train_state(graphdef, state, frozen)
         model, optimizer = nodes["model"], nodes["optimizer"]
         cached = teacher_cache.batch_features(batch, device_cache)
 
@@ -53,7 +55,7 @@ def make_train_step(graphdef):
         grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, TRAINABLE), has_aux=True)
         (loss, terms), grads = grad_fn(model)
         optimizer.update(model, grads)
-        return nnx.state(nodes), {"loss": loss, **terms}
+        return checkpointing.trained_state(nodes), {"loss": loss, **terms}
 
     return train_step
 
@@ -91,8 +93,8 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
     try:  # a resumed run rebuilds the teacher its checkpoint records (docs/checkpoints.md)
         model, teacher_info = checkpointing.setup_model(config, restoring=(manager, step) if step else None)
         schedule = optim.make_schedule(tc, total_steps, steps_per_epoch)
-        graphdef, state = checkpointing.split_train_state(model, tc, schedule)
-        state = jax.device_put(state, sharding.replicated(mesh))
+        graphdef, state, frozen = checkpointing.split_train_state(model, tc, schedule)
+        state, frozen = jax.device_put((state, frozen), sharding.replicated(mesh))
         data_iterator = make_iterator()
         if step:
             state = checkpointing.restore(manager, step, state, data_iterator, config)
@@ -125,7 +127,7 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
         while step < stop_at:
             if profile_steps and step == profile_steps[0]:
                 jax.profiler.start_trace(config.profile_dir)
-            state, metrics = train_step(state, next(batches), device_cache)
+            state, metrics = train_step(state, frozen, next(batches), device_cache)
             step += 1
             if step < stop_at:
                 batches.prefetch()  # the next batch is read and copied while this step runs
@@ -162,7 +164,7 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
         writer.close()
         manager.close()  # waits for the last save
 
-    model = nnx.merge(graphdef, state)["model"]
+    model = checkpointing.merge_train_state(graphdef, state, frozen)["model"]
     if step < total_steps:
         logging.info("stopped at step %d of %d (train.max_steps_this_run); rerun to resume", step, total_steps)
         return {"step": step, "total_steps": total_steps, "finished": False}

@@ -6,6 +6,7 @@ import errno
 import os
 import tempfile
 
+import numpy as np
 import pytest
 
 from rgpkd_jax.config_files import load_config
@@ -50,3 +51,12 @@ def make_unwritable(directory, monkeypatch):
         monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
     else:
         os.chmod(directory, 0o555)
+
+
+def fill_bank(model, images) -> np.ndarray:
+    """RGPKD: fills its prompt bank from `images` (dataset indices 0..n-1), as the one pass over
+    the training split does; other methods: nothing. Returns the indices to pass with `images`."""
+    indices = np.arange(len(images), dtype=np.int32)
+    if hasattr(model, "build_bank"):
+        model.build_bank([{"image": np.asarray(images), "index": indices}])
+    return indices

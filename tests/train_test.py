@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rgpkd_jax import checkpointing, metric_writer, train
+from rgpkd_jax import checkpointing, metric_writer, models, train
 from rgpkd_jax.data import pipeline
-from tests.helpers import tiny_config
+from rgpkd_jax.models.prompt import PromptBank
+from tests.helpers import fill_bank, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,7 +46,7 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     assert jax.device_count() == int(sys.argv[1]), jax.devices()
     from rgpkd_jax import metric_writer, train
-    from tests.helpers import tiny_config
+    from tests.helpers import fill_bank, tiny_config
     out = {}
     for method in ("rd4ad", "sk_rd4ad", "rgpkd"):
         workdir = os.path.join(sys.argv[2], method)
@@ -192,3 +193,29 @@ def test_profile_dir_writes_a_trace_of_a_few_steps(tmp_path, synthetic_data_dir)
     train.train_and_evaluate(config, str(tmp_path / "run"), evaluate_after=False)
     traces = [f for _, _, files in os.walk(config.profile_dir) for f in files if f.endswith(".xplane.pb")]
     assert traces, "no profiler trace written"
+
+
+@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+def test_train_step_donates_only_what_training_changes(tmp_path, method):
+    """The step's donated state holds no teacher variable and no prompt bank; those come in a
+    separate argument that the step reads, leaves valid (not donated) and unchanged."""
+    import optax
+
+    config = tiny_config(method, data_dir=tmp_path)
+    model = models.build_model(config, nnx.Rngs(0))
+    images = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
+    batch = {"image": images, "index": fill_bank(model, images)}
+    graphdef, state, frozen = checkpointing.split_train_state(model, config.train, optax.constant_schedule(1e-3))
+    paths = [path for path, _ in nnx.to_flat_state(state)]
+    assert not [p for p in paths if "teacher" in p], "teacher variables in the donated state"
+    assert not [p for p, v in nnx.to_flat_state(state) if isinstance(v, PromptBank)]
+    frozen_vars = list(nnx.to_flat_state(frozen))
+    assert frozen_vars and all("teacher" in p or isinstance(v, PromptBank) for p, v in frozen_vars)
+    before = jax.tree.map(np.array, nnx.to_pure_dict(frozen))
+    step = train.make_train_step(graphdef)
+    for _ in range(2):
+        state, metrics = step(state, frozen, batch)
+    assert np.isfinite(float(metrics["loss"]))
+    after = nnx.to_pure_dict(frozen)  # raises if a frozen buffer had been donated (deleted)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(before), jax.tree.leaves(after)):
+        np.testing.assert_array_equal(a, np.asarray(b), err_msg=str(path))
