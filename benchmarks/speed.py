@@ -9,11 +9,11 @@
 
 The peers are anomalib's ReverseDistillation (`benchmarks.peers`) and the official RD4AD code
 (`benchmarks.official_peer`). All implementations run in one process on the same inputs (random
-weights, random images), in interleaved rounds (A B A B ...) after untimed warm-up rounds; every number is a median over the
-rounds, and each row's ratio (ours / peer) is taken between medians of the same rounds, so load
-from other processes falls on both sides alike. The machine's load average is recorded before
-and after each section. Peak memory is measured in a fresh subprocess per implementation and task
-(`benchmarks.speed_memory`).
+weights, random images), in interleaved rounds (A B A B ...) after untimed warm-up rounds; every
+number is a median over the rounds, and each row's ratio (ours / peer) is taken between medians of
+the same rounds, so load from other processes falls on both sides alike. The machine's load average
+is recorded before and after each section. Peak memory is measured in a fresh subprocess per
+implementation and task (`benchmarks.speed_memory`).
 
 Rows (images/s unless said otherwise; the peer is anomalib's. With --peers including official,
 train/rd4ad, infer/batch<B> and memory/* also come as `<row>_vs_official`, against the official

@@ -93,7 +93,8 @@ def memory_section(run) -> None:
                                     note=f"{what}; peak device memory: ours {ours['device_peak_source']}, "
                                          f"peer {peer.get('device_peak_source', '-')}"))
             run.rows.append(Row(f"memory/{task}{suffix}", "MiB", ours["beyond_imports_mib"],
-                                peer.get("beyond_imports_mib"), label, note=f"{what}; peak RSS minus RSS after imports"))
+                                peer.get("beyond_imports_mib"), label,
+                                note=f"{what}; peak RSS minus RSS after imports"))
             run.rows.append(Row(f"memory/{task}_process{suffix}", "MiB", ours["peak_mib"],
                                 peer.get("peak_mib"), label, note=f"{what}; whole-process peak RSS"))
 

@@ -218,3 +218,11 @@ def test_official_dir_error_is_one_line_from_the_command(tmp_path):
 def test_peer_flag_errors(peers, official_dir, message):
     with pytest.raises(ValueError, match=message):
         speed_setup.check_peers(peers, official_dir)
+
+
+def test_missing_anomalib_still_runs_the_official_peer(standin_dir, monkeypatch):
+    from benchmarks import peers
+    monkeypatch.setattr(peers, "missing_packages", lambda: ["anomalib"])
+    loaded, reasons = speed_setup.load_peers(["anomalib", "official"], str(standin_dir))
+    assert list(loaded) == ["official"] and loaded["official"].row_suffix == "_vs_official"
+    assert "missing: anomalib" in reasons["anomalib"] and set(reasons) == {"anomalib"}
