@@ -4,7 +4,8 @@
   (`aggregate` reads the job workdirs, `stats` computes the numbers, `tables` writes CSV and
   Markdown, `plots` the PNGs) beside the published numbers (`published`);
 - complexity: parameters, GFLOPs, latency, throughput and peak memory of one config's model;
-- speed: ours against anomalib (`peers`) in interleaved rounds (`speed_setup` sizes and configs,
+- speed: ours against anomalib (`peers`) and the official RD4AD code from a checkout the user
+  gives (`official_peer`) in interleaved rounds (`speed_setup` sizes, configs and peers,
   `speed_memory` the memory probes, `speed_report` the rows and files, `aupro_reference_loop` the
   AU-PRO reference);
 - aupro_timing: our AU-PRO and AUROC on test sets of growing size.

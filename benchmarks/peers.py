@@ -41,13 +41,33 @@ def torch_device() -> str:
     return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 
-def version_info() -> dict[str, str]:
-    import anomalib
+def torch_versions() -> dict[str, str]:
+    """torch's version and where the peers run (shared by every torch peer)."""
     import torch
     device = torch_device()
-    return {"anomalib": anomalib.__version__, "torch": torch.__version__, "torch_device": device,
+    return {"torch": torch.__version__, "torch_device": device,
             **({"torch_gpu": torch.cuda.get_device_name()} if device == "cuda" else
                {"torch_num_threads": str(torch.get_num_threads())})}
+
+
+def version_info() -> dict[str, str]:
+    import anomalib
+    return {"anomalib": anomalib.__version__, **torch_versions()}
+
+
+def nchw_tensor(images_nhwc: np.ndarray, device: str):
+    """A batch as torch peers consume it: an NCHW tensor on `device` (made outside timed regions)."""
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))).to(device)
+
+
+def count_flops(call) -> float:
+    """FLOPs of `call()`, counted by torch's FlopCounterMode (matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        call()
+    return float(counter.get_total_flops())
 
 
 def peak_memory_mib() -> tuple[float, str] | None:
@@ -82,8 +102,7 @@ class ReverseDistillationPeer:
     def prepare(self, images_nhwc: np.ndarray):
         """The batch as the peer consumes it (NCHW torch tensor on its device), made outside the
         timed region."""
-        import torch
-        return torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))).to(self.device)
+        return nchw_tensor(images_nhwc, self.device)
 
     def train_step(self, images) -> float:
         self.model.train()
@@ -121,11 +140,7 @@ class ReverseDistillationPeer:
 
     def train_flops(self, images) -> float:
         """FLOPs of one train step, counted by torch's FlopCounterMode (matmuls and convolutions)."""
-        from torch.utils.flop_counter import FlopCounterMode
-        counter = FlopCounterMode(display=False)
-        with counter:
-            self.train_step(images)
-        return float(counter.get_total_flops())
+        return count_flops(lambda: self.train_step(images))
 
 
 def anomalib_aupro(maps: np.ndarray, masks: np.ndarray) -> float:

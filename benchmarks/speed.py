@@ -1,17 +1,23 @@
-"""Speed and memory of rgpkd_jax against anomalib's ReverseDistillation, as ratios from one run.
+"""Speed and memory of rgpkd_jax against PyTorch peers, as ratios from one run.
 
     python -m benchmarks.speed                      # full size; with the anomalib peer if installed
-    python -m benchmarks.speed --peer=none          # ours alone
+    python -m benchmarks.speed --peers=anomalib,official --official_dir=PATH
+                                                    # also the official RD4AD code (PATH: a checkout of
+                                                    # github.com/hq-deng/RD4AD; never vendored, not in CI)
+    python -m benchmarks.speed --peers=none         # ours alone
     python -m benchmarks.speed --tiny               # structure check: resnet18, 64 px, batch 2, 1 repeat
 
-Both implementations run in one process on the same inputs (random weights, random images), in
-interleaved rounds (A B A B ...) after untimed warm-up rounds; every number is a median over the
-rounds, and each row's ratio (ours / peer) is taken between medians of the same rounds, so load
-from other processes falls on both sides alike. The machine's load average is recorded before
-and after each section. Peak memory is measured in a fresh subprocess per implementation and task
-(`benchmarks.speed_memory`).
+The peers are anomalib's ReverseDistillation (`benchmarks.peers`) and the official RD4AD code
+(`benchmarks.official_peer`). All implementations run in one process on the same inputs (random
+weights, random images), in interleaved rounds (A B A B ...) after untimed warm-up rounds; every
+number is a median over the rounds, and each row's ratio (ours / peer) is taken between medians of
+the same rounds, so load from other processes falls on both sides alike. The machine's load average
+is recorded before and after each section. Peak memory is measured in a fresh subprocess per
+implementation and task (`benchmarks.speed_memory`).
 
-Rows (images/s unless said otherwise):
+Rows (images/s unless said otherwise; the peer is anomalib's. With --peers including official,
+train/rd4ad, infer/batch<B> and memory/* also come as `<row>_vs_official`, against the official
+code timed in the same rounds; the targets are against anomalib):
   train/<method>          one train step (forward, loss, backward, Adam), batch 16, 256 px;
   train/<method>_teacher_cache  the same step reading the teacher's features from a device cache
                           (train.teacher_cache=device), against ours running the teacher;
@@ -48,7 +54,7 @@ from absl import app, flags, logging
 
 from benchmarks import aupro_reference_loop, harness, inputs, speed_memory, speed_report, timing
 from benchmarks.speed_report import Row
-from benchmarks.speed_setup import FULL, METHODS, PEERS, Setup, load_config, load_peer, setup_for
+from benchmarks.speed_setup import FULL, METHODS, PEERS, Peer, Setup, load_config, load_peers, setup_for
 
 SECTIONS = ("train", "inference", "evaluation", "aupro", "memory", "variants")
 DEFAULT_SECTIONS = SECTIONS[:-1]  # variants: ask for it (on a CPU its bfloat16 rows take long)
@@ -59,13 +65,13 @@ VARIANTS = (("xla", "float32"), ("cpu", "float32"), ("xla", "bfloat16"), ("cpu",
 class Run:
     """Collects rows, raw timings, load averages and skipped sections of one benchmark run."""
 
-    def __init__(self, setup: Setup, peer_name: str, *, budget_s: float, config_dir: str,
+    def __init__(self, setup: Setup, peers: dict[str, Peer], *, budget_s: float, config_dir: str,
                  variants: tuple[tuple[str, str], ...] = VARIANTS):
-        self.setup, self.peer_name, self.config_dir, self.variants = setup, peer_name, config_dir, variants
-        self.peer, self.peer_reason = load_peer(peer_name)
-        if self.peer_reason and peer_name != "none":
-            logging.warning("%s", self.peer_reason)
-        self.peer_label = f"anomalib {self.peer.version_info()['anomalib']}" if self.peer else "(no peer)"
+        self.setup, self.peers, self.config_dir, self.variants = setup, peers, config_dir, variants
+        anomalib = peers.get("anomalib")
+        # anomalib's module: its peer is also timed in the evaluation, AU-PRO and variants sections.
+        self.peer = anomalib.module if anomalib else None
+        self.peer_label = anomalib.label if anomalib else "(no peer)"
         self.rows: list[Row] = []
         self.raw: dict[str, dict] = {}
         self.load: dict[str, dict] = {}
@@ -103,6 +109,18 @@ def _ceiling(flops: float | None, peak_gflops: float, peer_seconds: list[float] 
     return timing.median(peer_seconds) / (flops / 1e9 / peak_gflops)
 
 
+def peer_rows(run: Run, name: str, images: int, times: dict[str, list[float]], peers: list[str], *,
+              no_peer_label: str, **row_fields) -> dict[str, Row]:
+    """Rows of ours against each peer in `peers` that ran (images/s): anomalib's is `name`, the others'
+    `name_vs_<peer>`; without anomalib, `name` comes with no peer (labelled `no_peer_label`)."""
+    ours = timing.rate(images, times["ours"])
+    rows = {peer: Row(f"{name}{run.peers[peer].row_suffix}", "images/s", ours, timing.rate(images, times[peer]),
+                      run.peers[peer].label, **row_fields) for peer in peers}
+    if "anomalib" not in rows:
+        rows["anomalib"] = Row(name, "images/s", ours, None, no_peer_label, **row_fields)
+    return rows
+
+
 def train_section(run: Run, method: str) -> None:
     setup = run.setup
     config = run.config(method)
@@ -110,19 +128,18 @@ def train_section(run: Run, method: str) -> None:
     ours = harness.TrainStep(harness.build(config, setup.bank_entries), config, images)
     cached = harness.TrainStep(harness.build(config, setup.bank_entries), config, images, teacher_cache=True)
     cases = {"ours": ours, "ours_teacher_cache": cached}
-    peer = None
+    models = {}  # peer name -> (its model, its batch); the peers run RD4AD only
     if method == "rd4ad":
         matmul = timing.MatmulPeak()
         cases["matmul"] = matmul
-        if run.peer:
-            peer = run.peer.ReverseDistillationPeer(setup.arch, setup.image_size)
-            peer_batch = peer.prepare(images)
-            cases["peer"] = lambda: peer.train_step(peer_batch)
+        for name, peer in run.peers.items():
+            model = peer.build(setup.arch, setup.image_size)
+            models[name] = model, model.prepare(images)
+            cases[name] = lambda model=model, batch=models[name][1]: model.train_step(batch)
     times = run.timed(f"train/{method}", cases)
-    row = Row(f"train/{method}", "images/s", timing.rate(setup.train_batch, times["ours"]),
-              timing.rate(setup.train_batch, times["peer"]) if peer else None,
-              run.peer_label if peer else "(no peer for this method)")
-    run.rows.append(row)
+    rows = peer_rows(run, f"train/{method}", setup.train_batch, times, list(models),
+                     no_peer_label="(no peer for this method)")
+    run.rows.extend(rows.values())
     run.rows.append(Row(f"train/{method}_teacher_cache", "images/s",
                         timing.rate(setup.train_batch, times["ours_teacher_cache"]),
                         timing.rate(setup.train_batch, times["ours"]), "ours, the teacher run in the step",
@@ -131,7 +148,8 @@ def train_section(run: Run, method: str) -> None:
         return
     flops = ours.flops()
     peak = matmul.gflops
-    row.ceiling = _ceiling(flops, peak, times.get("peer"))
+    for name, row in rows.items():
+        row.ceiling = _ceiling(flops, peak, times.get(name))
     run.extra["rd4ad_train_step"] = {
         "flops_per_step": flops, "matmul_gflops_best": peak,
         "matmul_gflops_samples": matmul.samples,
@@ -141,33 +159,36 @@ def train_section(run: Run, method: str) -> None:
                         "best fp32 matmul (XLA, 2048^2) of the same rounds",
                         note=f"{flops / 1e9:.0f} GFLOP per step (XLA cost analysis)" if flops else
                         "XLA reported no flop count"))
-    if peer:
-        peer_flops = peer.train_flops(peer_batch)
-        run.extra["rd4ad_train_step"]["peer_flops_per_step"] = peer_flops
-        row.note = (f"FLOPs per step: ours {flops / 1e9:.0f} G, peer {peer_flops / 1e9:.0f} G "
-                    "(anomalib's OCE is narrower)") if flops and peer_flops else ""
+    why = {"anomalib": "; anomalib's OCE is narrower",
+           "official": "; the official step also back-propagates into the teacher (benchmarks/NOTES.md)"}
+    for name, (model, batch) in models.items():
+        peer_flops = model.train_flops(batch)
+        run.extra["rd4ad_train_step"][f"{name}_flops_per_step"] = peer_flops
+        rows[name].note = (f"FLOPs per step: ours {flops / 1e9:.3g} G (XLA), {name} {peer_flops / 1e9:.3g} G "
+                           f"(torch FlopCounterMode){why[name]}") if flops and peer_flops else ""
 
 
 def inference_section(run: Run) -> None:
     setup = run.setup
     config = run.config("rd4ad")
     ours = harness.Inference(harness.build(config, setup.bank_entries), config)
-    peer = run.peer.ReverseDistillationPeer(setup.arch, setup.image_size) if run.peer else None
+    models = {name: peer.build(setup.arch, setup.image_size) for name, peer in run.peers.items()}
     for batch_size in setup.infer_batches:
         matmul = timing.MatmulPeak()
         images = inputs.random_images(batch_size, setup.image_size, seed=batch_size)
         cases = {"ours": lambda: ours(images), "matmul": matmul}
-        if peer:
-            peer_batch = peer.prepare(images)
-            cases["peer"] = lambda: peer.maps_and_scores(peer_batch)
+        for name, model in models.items():
+            cases[name] = lambda model=model, batch=model.prepare(images): model.maps_and_scores(batch)
         times = run.timed(f"infer/batch{batch_size}", cases)
         run.extra[f"infer_batch{batch_size}_matmul_gflops_samples"] = matmul.samples
         # Rows are named after the full-size batch (1 or 16) so tiny and full tables line up.
         name = f"infer/batch{FULL.infer_batches[setup.infer_batches.index(batch_size)]}"
-        run.rows.append(Row(name, "images/s", timing.rate(batch_size, times["ours"]),
-                            timing.rate(batch_size, times["peer"]) if peer else None, run.peer_label,
-                            note=f"batch {batch_size}",
-                            ceiling=_ceiling(ours.flops(images), matmul.gflops, times.get("peer"))))
+        rows = peer_rows(run, name, batch_size, times, list(models), no_peer_label=run.peer_label,
+                         note=f"batch {batch_size}")
+        flops = ours.flops(images)
+        for peer, row in rows.items():
+            row.ceiling = _ceiling(flops, matmul.gflops, times.get(peer))
+        run.rows.extend(rows.values())
 
 
 def evaluation_section(run: Run) -> None:
@@ -282,13 +303,15 @@ def parse_variants(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(tuple(item.split(":", 1)) if ":" in item else (item, "") for item in items)
 
 
-def benchmark(setup: Setup, *, sections=DEFAULT_SECTIONS, methods=METHODS, peer: str = "anomalib",
-              budget_s: float = 600.0, config_dir: str = "configs", command: str = "",
-              variants: tuple[tuple[str, str], ...] = VARIANTS) -> dict:
+def benchmark(setup: Setup, *, sections=DEFAULT_SECTIONS, methods=METHODS, peers: dict[str, Peer] | None = None,
+              peer_reasons: dict[str, str] | None = None, budget_s: float = 600.0, config_dir: str = "configs",
+              command: str = "", variants: tuple[tuple[str, str], ...] = VARIANTS) -> dict:
     """Runs the asked sections (most important first, so a tight budget drops the ours-only rows)
-    and returns the result that `speed_report.write` writes."""
+    and returns the result that `speed_report.write` writes. `peers`, `peer_reasons`: what
+    `speed_setup.load_peers` returns (none: ours alone)."""
     check_choices(sections, methods, variants)
-    run = Run(setup, peer, budget_s=budget_s, config_dir=config_dir, variants=variants)
+    peers = peers or {}
+    run = Run(setup, peers, budget_s=budget_s, config_dir=config_dir, variants=variants)
     load_start = timing.load_average()
     plan = [("train/rd4ad", "train", lambda: train_section(run, "rd4ad")),
             ("inference", "inference", lambda: inference_section(run)),
@@ -306,9 +329,10 @@ def benchmark(setup: Setup, *, sections=DEFAULT_SECTIONS, methods=METHODS, peer:
         "device": f"{jax.devices()[0].device_kind} x{jax.device_count()} ({platform.processor() or platform.machine()}, "
                   f"{os.cpu_count()} CPUs)",
         "versions": {"jax": jax.__version__, "python": platform.python_version(),
-                     **(run.peer.version_info() if run.peer else {})},
+                     **{key: value for peer in peers.values() for key, value in peer.versions.items()}},
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "peer": {"label": run.peer_label, "reason": run.peer_reason},
+        "peers": {**{name: {"label": peer.label, "reason": ""} for name, peer in peers.items()},
+                  **{name: {"label": "(not run)", "reason": reason} for name, reason in (peer_reasons or {}).items()}},
         "load_average_start": load_start, "load_average_end": timing.load_average(),
         "load_average_per_section": run.load, "elapsed_s": round(time.perf_counter() - run.start, 1),
         "rows": [r.to_dict() for r in speed_report.sorted_rows(run.rows)], "skipped": run.skipped,
@@ -318,8 +342,10 @@ def benchmark(setup: Setup, *, sections=DEFAULT_SECTIONS, methods=METHODS, peer:
 
 def define_flags() -> None:
     """Only when run as a program: importing this module (tests, other tools) defines no flags."""
-    flags.DEFINE_enum("peer", "anomalib", PEERS, "peer implementation to compare with; 'none' runs ours "
-                      "alone (also the fallback when anomalib is not installed)")
+    flags.DEFINE_list("peers", ["anomalib"], f"peer implementations to compare with, any of {PEERS[:-1]}; "
+                      "'none' runs ours alone (so does a missing anomalib, with a warning)")
+    flags.DEFINE_string("official_dir", None, "with --peers=official: a checkout of the official RD4AD code "
+                        "(git clone https://github.com/hq-deng/RD4AD)")
     flags.DEFINE_bool("tiny", False, "structure check only: resnet18, 64 px, batch 2, 1 repeat")
     flags.DEFINE_integer("warmup", None, "untimed rounds before timing (default: 1, tiny 0)")
     flags.DEFINE_integer("repeats", None, "timed rounds; rows report medians (default: 3, tiny 1)")
@@ -348,10 +374,11 @@ def main(argv) -> None:
     variants = parse_variants(f.variant)
     try:
         check_choices(f.section, f.method, variants)
+        peers, peer_reasons = load_peers(f.peers, f.official_dir)  # OfficialCodeError is a ValueError
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    result = benchmark(setup, sections=f.section, methods=f.method, peer=f.peer, budget_s=f.budget_s,
-                       variants=variants,
+    result = benchmark(setup, sections=f.section, methods=f.method, peers=peers, peer_reasons=peer_reasons,
+                       budget_s=f.budget_s, variants=variants,
                        config_dir=f.config_dir, command=" ".join(["python -m benchmarks.speed"] + sys.argv[1:]))
     print(speed_report.write(result, f.output_dir), flush=True)
     if f.profile_dir:

@@ -1,8 +1,9 @@
 """The speed benchmark's memory rows: peak memory of one task, in a fresh process each.
 
-    python -m benchmarks.speed_memory --probe=train:ours [--tiny] [--peer=none]   # prints one JSON line
+    python -m benchmarks.speed_memory --probe=train:ours [--tiny]      # prints one JSON line
+    python -m benchmarks.speed_memory --probe=infer:official --official_dir=PATH [--tiny]
 
-`benchmarks.speed` starts this once per (task, implementation), interleaved ours, peer, ours, peer,
+`benchmarks.speed` starts this once per (task, implementation), interleaved ours, peers, ours, peers,
 so each peak is that task's alone. On the CPU it is the peak resident memory beyond the process's
 RSS once its libraries are imported; on an accelerator, the device's own count of the task's
 peak allocation (jax `memory_stats()["peak_bytes_in_use"]`, torch `max_memory_allocated`).
@@ -24,21 +25,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = ("train", "infer")
 
 
-def probe(task: str, impl: str, setup: speed_setup.Setup, *, peer: str = "anomalib",
+def probe(task: str, impl: str, setup: speed_setup.Setup, *, peer: speed_setup.Peer | None = None,
           config_dir: str = "configs") -> dict:
-    """Peak memory of one task (two calls: the first compiles) in this process."""
-    if impl == "peer":
-        peer_module, reason = speed_setup.load_peer(peer)
-        if peer_module is None:
-            raise RuntimeError(reason)
-        peer_module.import_all()
+    """Peak memory of one task (two calls: the first compiles) in this process: ours (`impl` 'ours')
+    or `peer`'s (`impl` its name)."""
+    if peer:
+        peer.import_all()
     else:
         from rgpkd_jax import evaluate, train  # noqa: F401  (imports count in the baseline)
     after_imports = memory.rss_mib()
     batch = setup.train_batch if task == "train" else max(setup.infer_batches)
     images = inputs.random_images(batch, setup.image_size)
-    if impl == "peer":
-        model = peer_module.ReverseDistillationPeer(setup.arch, setup.image_size)
+    if peer:
+        model = peer.build(setup.arch, setup.image_size)
         prepared = model.prepare(images)
         call = (lambda: model.train_step(prepared)) if task == "train" else (
             lambda: model.maps_and_scores(prepared))
@@ -52,15 +51,17 @@ def probe(task: str, impl: str, setup: speed_setup.Setup, *, peer: str = "anomal
     peak = memory.peak_rss_mib()
     result = {"task": task, "impl": impl, "after_imports_mib": round(after_imports, 1),
               "peak_mib": round(peak, 1), "beyond_imports_mib": round(peak - after_imports, 1)}
-    device_peak = peer_module.peak_memory_mib() if impl == "peer" else memory.device_peak_mib()
+    device_peak = peer.peak_memory_mib() if peer else memory.device_peak_mib()
     if device_peak is not None:
         result["device_peak_mib"], result["device_peak_source"] = round(device_peak[0], 1), device_peak[1]
     return result
 
 
-def probe_in_subprocess(task: str, impl: str, setup: speed_setup.Setup, *, peer: str, config_dir: str) -> dict:
+def probe_in_subprocess(task: str, impl: str, setup: speed_setup.Setup, *, peer: speed_setup.Peer | None,
+                        config_dir: str) -> dict:
     command = [sys.executable, "-m", "benchmarks.speed_memory", f"--probe={task}:{impl}",
-               f"--tiny={setup.name == 'tiny'}", f"--peer={peer}", f"--config_dir={os.path.abspath(config_dir)}"]
+               f"--tiny={setup.name == 'tiny'}", *(peer.probe_flags if peer else ()),
+               f"--config_dir={os.path.abspath(config_dir)}"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"memory probe {task}:{impl} failed:\n{done.stderr[-3000:]}")
@@ -68,36 +69,42 @@ def probe_in_subprocess(task: str, impl: str, setup: speed_setup.Setup, *, peer:
 
 
 def memory_section(run) -> None:
-    """The memory/* rows of `run` (a `benchmarks.speed.Run`): train and inference, ours and peer."""
-    impls = ["ours"] + (["peer"] if run.peer else [])
+    """The memory/* rows of `run` (a `benchmarks.speed.Run`): train and inference, ours and each
+    peer (anomalib's rows `memory/<task>...`, another peer's `memory/<task>..._vs_<peer>`)."""
+    impls = ["ours", *run.peers]
     results = {}
     for task in TASKS:
-        for impl in impls:  # interleaved: ours, peer, ours, peer
+        for impl in impls:  # interleaved: ours, peers, ours, peers
             measure = probe_in_subprocess if run.setup.memory_subprocess else probe
-            results[task, impl] = measure(task, impl, run.setup, peer=run.peer_name, config_dir=run.config_dir)
+            results[task, impl] = measure(task, impl, run.setup, peer=run.peers.get(impl), config_dir=run.config_dir)
     run.extra["memory_probes"] = {f"{t}:{i}": r for (t, i), r in results.items()}
+    # anomalib first: without it, its rows still come, ours alone (peer None).
+    sides = [(None, "", run.peer_label)] if "anomalib" not in run.peers else []
+    sides += [(name, peer.row_suffix, peer.label) for name, peer in run.peers.items()]
     for task in TASKS:
-        ours, peer = results[task, "ours"], results.get((task, "peer"))
+        ours = results[task, "ours"]
         what = (f"train step, batch {run.setup.train_batch}" if task == "train"
                 else f"inference, batch {max(run.setup.infer_batches)}")
-        if "device_peak_mib" in ours:
-            run.rows.append(Row(f"memory/{task}_device", "MiB", ours["device_peak_mib"],
-                                peer.get("device_peak_mib") if peer else None, run.peer_label,
-                                note=f"{what}; peak device memory: ours {ours['device_peak_source']}, "
-                                     f"peer {peer.get('device_peak_source') if peer else '-'}"))
-        run.rows.append(Row(f"memory/{task}", "MiB", ours["beyond_imports_mib"],
-                            peer["beyond_imports_mib"] if peer else None, run.peer_label,
-                            note=f"{what}; peak RSS minus RSS after imports"))
-        run.rows.append(Row(f"memory/{task}_process", "MiB", ours["peak_mib"],
-                            peer["peak_mib"] if peer else None, run.peer_label,
-                            note=f"{what}; whole-process peak RSS"))
+        for name, suffix, label in sides:
+            peer = results.get((task, name), {})
+            if "device_peak_mib" in ours:
+                run.rows.append(Row(f"memory/{task}_device{suffix}", "MiB", ours["device_peak_mib"],
+                                    peer.get("device_peak_mib"), label,
+                                    note=f"{what}; peak device memory: ours {ours['device_peak_source']}, "
+                                         f"peer {peer.get('device_peak_source', '-')}"))
+            run.rows.append(Row(f"memory/{task}{suffix}", "MiB", ours["beyond_imports_mib"],
+                                peer.get("beyond_imports_mib"), label,
+                                note=f"{what}; peak RSS minus RSS after imports"))
+            run.rows.append(Row(f"memory/{task}_process{suffix}", "MiB", ours["peak_mib"],
+                                peer.get("peak_mib"), label, note=f"{what}; whole-process peak RSS"))
 
 
 def define_flags() -> None:
     """Only when run as a program (importing this module defines no flags)."""
-    flags.DEFINE_string("probe", None, "'<task>:<impl>', task one of train, infer; impl ours or peer.")
+    flags.DEFINE_string("probe", None, "'<task>:<impl>', task one of train, infer; impl ours or a peer "
+                        f"of {speed_setup.PEERS[:-1]}.")
     flags.DEFINE_bool("tiny", False, "The speed benchmark's tiny setup.")
-    flags.DEFINE_enum("peer", "anomalib", speed_setup.PEERS, "Peer implementation (for impl=peer).")
+    flags.DEFINE_string("official_dir", None, "The official RD4AD checkout (for impl=official).")
     flags.DEFINE_string("config_dir", "configs", "Folder of <method>.py configs (relative to the working directory).")
 
 
@@ -106,9 +113,19 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
     task, _, impl = (f.probe or "").partition(":")
-    if task not in TASKS or impl not in ("ours", "peer"):
-        raise app.UsageError(f"--probe={f.probe}: give <task>:<impl>, task in {TASKS}, impl ours or peer")
-    result = probe(task, impl, speed_setup.setup_for(f.tiny), peer=f.peer, config_dir=f.config_dir)
+    impls = ("ours", *speed_setup.PEERS[:-1])
+    if task not in TASKS or impl not in impls:
+        raise app.UsageError(f"--probe={f.probe}: give <task>:<impl>, task in {TASKS}, impl in {impls}")
+    peer = None
+    if impl != "ours":
+        try:
+            peers, reasons = speed_setup.load_peers([impl], f.official_dir)
+        except ValueError as error:
+            raise app.UsageError(str(error)) from None
+        if impl not in peers:
+            raise app.UsageError(reasons[impl])
+        peer = peers[impl]
+    result = probe(task, impl, speed_setup.setup_for(f.tiny), peer=peer, config_dir=f.config_dir)
     print(json.dumps(result), flush=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from benchmarks.speed_setup import PEERS
 from rgpkd_jax import files
 
 JSON_FILE, MARKDOWN_FILE = "speed.json", "speed.md"
@@ -61,8 +62,15 @@ ROW_ORDER = ("train/rd4ad", "train/sk_rd4ad", "train/rgpkd", "train/rd4ad_teache
 
 
 def sorted_rows(rows: list[Row]) -> list[Row]:
+    """ROW_ORDER, each row against another peer (`<row>_vs_<peer>`) right after its row."""
+    suffixes = tuple(f"_vs_{peer}" for peer in PEERS)
+
+    def base(name: str) -> str:
+        return next((name[:-len(s)] for s in suffixes if name.endswith(s)), name)
     order = {name: i for i, name in enumerate(ROW_ORDER)}
-    return sorted(rows, key=lambda r: order.get(r.name, len(order)))
+    for row in rows:  # rows not listed: in the order they came
+        order.setdefault(base(row.name), len(order))
+    return sorted(rows, key=lambda row: (order[base(row.name)], base(row.name) != row.name))
 
 
 
@@ -74,8 +82,9 @@ def _fmt(x: float | None) -> str:
 
 def to_markdown(result: dict) -> str:
     lines = [f"# `python -m benchmarks.speed` ({result['setup_name']})", "",
-             f"{result['device']}; jax {result['versions']['jax']}; peer: {result['peer']['label']}"
-             + (f" ({result['peer']['reason']})" if result['peer']['reason'] else ""),
+             f"{result['device']}; jax {result['versions']['jax']}; peers: "
+             + "; ".join(f"{name}: {peer['label']}" + (f" ({peer['reason']})" if peer["reason"] else "")
+                         for name, peer in result["peers"].items()),
              f"medians of {result['setup']['repeats']} interleaved rounds after "
              f"{result['setup']['warmup']} warm-up; load average at start {result['load_average_start']}",
              "", "| row | unit | ours | peer | peer is | ours / peer | target | met | ceiling | note |",

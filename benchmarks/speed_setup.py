@@ -1,13 +1,17 @@
-"""What the speed benchmark runs: its two sizes, our configs at that size, and the peer to compare with."""
+"""What the speed benchmark runs: its two sizes, our configs at that size, and the peers to compare with."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+from typing import Any, Callable
+
+from absl import logging
 
 from rgpkd_jax import config_files
 
-PEERS = ("anomalib", "none")
+PEERS = ("anomalib", "official", "none")
 METHODS = ("rd4ad", "sk_rd4ad", "rgpkd")
 
 
@@ -47,13 +51,60 @@ def load_config(method: str, setup: Setup, config_dir: str = "configs", extra_ov
     return config_files.load_config(spec, [*overrides, *extra_overrides])
 
 
-def load_peer(name: str):
-    """(the peer module, "") or (None, why not) when it was not asked for or cannot run here."""
-    if name == "none":
-        return None, "not requested (--peer=none)"
-    from benchmarks import peers
-    missing = peers.missing_packages()
-    if missing:
-        return None, (f"anomalib peer not installed (missing: {', '.join(missing)}); ran ours alone. "
-                      f"Install: {peers.INSTALL_HINT}")
-    return peers, ""
+@dataclasses.dataclass(frozen=True)
+class Peer:
+    """A PyTorch implementation timed against ours in the train, inference and memory rows."""
+    name: str                                 # anomalib | official
+    label: str                                # the rows' "peer is" column
+    versions: dict[str, str]
+    build: Callable[[str, int], Any]          # (arch, image_size) -> prepare, train_step, maps_and_scores, train_flops
+    peak_memory_mib: Callable[[], tuple[float, str] | None]
+    import_all: Callable[[], None]
+    probe_flags: tuple[str, ...] = ()         # what a memory probe subprocess needs to load it again
+    module: Any = None                        # anomalib: `benchmarks.peers` (its metrics are timed too)
+
+    @property
+    def row_suffix(self) -> str:
+        """anomalib's rows keep their names (train/rd4ad); the others get `_vs_<name>`."""
+        return "" if self.name == "anomalib" else f"_vs_{self.name}"
+
+
+def check_peers(names: list[str] | tuple[str, ...], official_dir: str | None) -> None:
+    """ValueError (one line, naming the flag) for unknown or contradictory peer flags."""
+    unknown = sorted(set(names) - set(PEERS))
+    if unknown or not names:
+        raise ValueError(f"--peers: unknown {unknown}; give a comma list of {PEERS}")
+    if "none" in names and len(names) > 1:
+        raise ValueError(f"--peers={','.join(names)}: 'none' runs ours alone; give it alone")
+    if official_dir and "official" not in names:
+        raise ValueError("--official_dir is only used with --peers=official (add 'official' to --peers)")
+
+
+def load_peers(names, official_dir: str | None = None) -> tuple[dict[str, Peer], dict[str, str]]:
+    """({name: Peer} of the asked peers that can run here, {name: why not} of the others).
+    A missing anomalib falls back to ours alone with a warning; the official code was asked for
+    with a path, so a problem with it raises `official_peer.OfficialCodeError` (one line)."""
+    check_peers(names, official_dir)
+    loaded, reasons = {}, {}
+    if "none" in names:
+        reasons["none"] = "not requested (--peers=none)"
+    if "anomalib" in names:
+        from benchmarks import peers
+        missing = peers.missing_packages()
+        if missing:
+            reasons["anomalib"] = (f"anomalib peer not installed (missing: {', '.join(missing)}); ran without it. "
+                                   f"Install: {peers.INSTALL_HINT}")
+            logging.warning("%s", reasons["anomalib"])
+        else:
+            versions = peers.version_info()
+            loaded["anomalib"] = Peer("anomalib", f"anomalib {versions['anomalib']}", versions,
+                                      peers.ReverseDistillationPeer, peers.peak_memory_mib, peers.import_all,
+                                      module=peers)
+    if "official" in names:
+        from benchmarks import official_peer
+        code = official_peer.import_official(official_dir)
+        loaded["official"] = Peer(
+            "official", official_peer.label(code), official_peer.version_info(code),
+            functools.partial(official_peer.OfficialReverseDistillation, code), official_peer.peak_memory_mib,
+            official_peer.import_all, probe_flags=(f"--official_dir={code.path}",))
+    return loaded, reasons

@@ -4,14 +4,15 @@ Markdown table with every row of the sections it ran, ratios where a peer ran, t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from benchmarks import aupro_reference_loop, inputs, speed, speed_report
-from tests.helpers import REPO
+from benchmarks import aupro_reference_loop, inputs, official_peer, speed, speed_report, speed_setup
+from tests.helpers import REPO, import_oracle
 
 TRAIN_ROWS = {"train/rd4ad", "train/rd4ad_teacher_cache", "train/rd4ad_fraction_of_peak"}
 OTHER_ROWS = {"infer/batch1", "infer/batch16", "eval/end_to_end",
@@ -24,7 +25,7 @@ VARIANT_ROWS = {f"variant/{task}[{impl},{dtype}]" for task in ("train", "infer")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("speed")
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", "--tiny", "--peer=none", "--method=rd4ad",
+        [sys.executable, "-m", "benchmarks.speed", "--tiny", "--peers=none", "--method=rd4ad",
          f"--section={','.join(speed.SECTIONS)}", f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     with open(out / speed_report.JSON_FILE) as f:
@@ -62,7 +63,7 @@ def test_tiny_run_records_load_and_raw_timings(tiny_run):
     assert set(result["load_average_per_section"]) >= {"train/rd4ad", "inference", "aupro"}
     assert all(len(times) == result["setup"]["repeats"]
                for section in result["seconds_per_call"].values() for times in section.values())
-    assert result["peer"]["label"] == "(no peer)" and "--peer=none" in result["peer"]["reason"]
+    assert result["peers"] == {"none": {"label": "(not run)", "reason": "not requested (--peers=none)"}}
 
 
 def test_markdown_table_lists_every_row(tiny_run):
@@ -89,3 +90,139 @@ def test_ratio_and_target_semantics():
     assert heavier.ratio == pytest.approx(1.2) and heavier.met is False
     alone = speed_report.Row("train/rd4ad", "images/s", 1.0, None, "(no peer)")
     assert alone.ratio is None and alone.met is None
+
+
+# The official RD4AD code is never vendored nor downloaded: these tests drive a stand-in checkout
+# with its interface (tests/torch_rd4ad.py), written into a temporary folder. Its main.py imports
+# test.py as the official one does, so the stand-in's `test` must win over Python's `test` package.
+STANDIN_FILES = {
+    "resnet.py": "from tests.torch_rd4ad import standin_resnet18 as resnet18\n",
+    "de_resnet.py": "from tests.torch_rd4ad import standin_de_resnet18 as de_resnet18\n",
+    "test.py": "from tests.torch_rd4ad import standin_cal_anomaly_map as cal_anomaly_map\n",
+    "main.py": "from test import cal_anomaly_map  # noqa: F401  (the official main.py imports test.py)\n"
+               "from tests.torch_rd4ad import standin_loss as loss_fucntion\n",
+}
+OFFICIAL_ROWS = {"train/rd4ad_vs_official", "infer/batch1_vs_official", "infer/batch16_vs_official",
+                 "memory/train_vs_official", "memory/train_process_vs_official", "memory/infer_vs_official",
+                 "memory/infer_process_vs_official"}
+
+
+def write_standin(folder, files=STANDIN_FILES):
+    """A stand-in with the official RD4AD code's interface (not the official code) in `folder`."""
+    os.makedirs(folder, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(f'"""A stand-in for the official RD4AD {name}: its interface, not its code."""\n'
+                                   + text)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def standin_dir(module_tmp_path):
+    import_oracle("torch")
+    import_oracle("torchvision")
+    import_oracle("scipy")
+    return write_standin(module_tmp_path / "official_standin")
+
+
+@pytest.fixture(scope="module")
+def official_run(standin_dir, module_tmp_path):
+    out = module_tmp_path / "speed_official"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed", "--tiny", "--peers=official", f"--official_dir={standin_dir}",
+         "--section=train,inference,memory", "--method=rd4ad", f"--output_dir={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out / speed_report.JSON_FILE) as f:
+        return json.load(f), (out / speed_report.MARKDOWN_FILE).read_text()
+
+
+def test_official_peer_rows_next_to_ours(official_run):
+    result, markdown = official_run
+    rows = {row["name"]: row for row in result["rows"]}
+    assert OFFICIAL_ROWS <= set(rows)
+    label = "official RD4AD @ unknown commit"  # the stand-in folder is no git checkout
+    for name in OFFICIAL_ROWS:
+        row = rows[name]
+        assert row["peer_label"] == label, name
+        assert row["ours"] is not None and row["peer"] is not None and np.isfinite(row["peer"]), name
+        if name.startswith(("train", "infer")):  # rates; tiny memory probes share one process
+            assert row["peer"] > 0 and row["ratio"] == pytest.approx(row["ours"] / row["peer"]), name
+    # anomalib's rows stay, without a peer; each official row comes right after its own.
+    assert rows["train/rd4ad"]["peer"] is None and rows["memory/train"]["peer"] is None
+    names = [row["name"] for row in result["rows"]]
+    assert names.index("infer/batch16_vs_official") == names.index("infer/batch16") + 1
+    assert "official" in rows["train/rd4ad_vs_official"]["note"]
+    assert result["extra"]["rd4ad_train_step"]["official_flops_per_step"] > 0
+    assert result["peers"] == {"official": {"label": label, "reason": ""}}
+    assert result["versions"]["official_rd4ad"] == "unknown commit" and "torch" in result["versions"]
+    assert f"official: {label}" in markdown
+    # the stand-in's cal_anomaly_map takes one image: the batch-2 row proves the maps went image by image
+    assert set(result["seconds_per_call"]["infer/batch2"]) == {"ours", "matmul", "official"}
+
+
+def test_official_memory_probe_in_its_own_process(standin_dir):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed_memory", "--probe=infer:official", "--tiny",
+         f"--official_dir={standin_dir}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    assert probe["impl"] == "official" and probe["peak_mib"] > 0
+
+
+def test_official_peer_maps_and_train_step(standin_dir):
+    peers, _ = speed_setup.load_peers(["official"], str(standin_dir))
+    model = peers["official"].build("resnet18", 64)
+    batch = model.prepare(inputs.random_images(3, 64))
+    maps, scores = model.maps_and_scores(batch)
+    assert maps.shape == (3, 64, 64) and np.array_equal(scores, maps.max(axis=(1, 2)))
+    assert np.isfinite(model.train_step(batch))
+
+
+def test_official_import_leaves_modules_and_path_as_they_were(standin_dir):
+    import test as python_test  # Python's own package of that name, imported before
+    path = list(sys.path)
+    code = official_peer.import_official(str(standin_dir))
+    assert code.test.__file__ == str(standin_dir / "test.py")
+    assert sys.modules["test"] is python_test and "main" not in sys.modules and sys.path == path
+
+
+@pytest.mark.parametrize("official_dir, message", [
+    (None, "--official_dir: required with --peers=official"),
+    ("missing_files", "no resnet.py, de_resnet.py, main.py there"),
+    ("missing_package", "the official code imports 'not_installed_package_xyz', which is not installed"),
+], ids=["no_dir", "missing_files", "missing_package"])
+def test_official_dir_errors_name_the_flag(official_dir, message, tmp_path):
+    if official_dir == "missing_files":
+        write_standin(tmp_path, {"test.py": ""})
+    elif official_dir == "missing_package":
+        write_standin(tmp_path, {**STANDIN_FILES, "main.py": "import not_installed_package_xyz\n"})
+    given = str(tmp_path) if official_dir else None
+    with pytest.raises(official_peer.OfficialCodeError, match=message):
+        speed_setup.load_peers(["official"], given)
+    assert "main" not in sys.modules and "resnet" not in sys.modules
+
+
+def test_official_dir_error_is_one_line_from_the_command(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--tiny", "--peers=official",
+                           f"--official_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert f"--official_dir={tmp_path}: no resnet.py, de_resnet.py, main.py, test.py there" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("peers, official_dir, message", [
+    (["anomalib", "none"], None, "'none' runs ours alone"),
+    (["onnx"], None, "--peers: unknown"),
+    (["anomalib"], "somewhere", "--official_dir is only used with --peers=official"),
+])
+def test_peer_flag_errors(peers, official_dir, message):
+    with pytest.raises(ValueError, match=message):
+        speed_setup.check_peers(peers, official_dir)
+
+
+def test_missing_anomalib_still_runs_the_official_peer(standin_dir, monkeypatch):
+    from benchmarks import peers
+    monkeypatch.setattr(peers, "missing_packages", lambda: ["anomalib"])
+    loaded, reasons = speed_setup.load_peers(["anomalib", "official"], str(standin_dir))
+    assert list(loaded) == ["official"] and loaded["official"].row_suffix == "_vs_official"
+    assert "missing: anomalib" in reasons["anomalib"] and set(reasons) == {"anomalib"}

@@ -1,5 +1,5 @@
-"""Parity with PyTorch: an OCBE and a decoder assembled here from torch layers in the official
-structure, under the official key names (written from docs/reference.md §2.1-2.2 and §3.2), with random
+"""Parity with PyTorch: an OCBE and a decoder assembled from torch layers in the official structure
+(`tests/torch_rd4ad.py`), under the official key names (written from docs/reference.md §2.1-2.2 and §3.2), with random
 weights and BN statistics, are converted by ``load_official_rd4ad`` and must give the same eval-mode
 outputs as our modules (relative error < 1e-5)."""
 
@@ -15,94 +15,10 @@ from tests.helpers import import_oracle
 
 torch = import_oracle("torch")  # every test here compares with torch
 nn = torch.nn
-torchvision_resnet = import_oracle("torchvision.models.resnet")
+import_oracle("torchvision")
+from tests.torch_rd4ad import TorchDecoder, TorchOCBE18  # noqa: E402  (needs torch)
 
 RTOL = 1e-5
-
-
-def _deconv(i, o):
-    return nn.ConvTranspose2d(i, o, kernel_size=2, stride=2, bias=False)
-
-
-def _conv3x3(i, o, stride=1):
-    return nn.Conv2d(i, o, kernel_size=3, stride=stride, padding=1, bias=False)
-
-
-class TorchDeBasicBlock(nn.Module):
-    """First block of a stage: deconv in place of the strided conv, and a deconv+BN shortcut."""
-
-    def __init__(self, inplanes, planes, upsample):
-        super().__init__()
-        self.conv1 = _deconv(inplanes, planes) if upsample else _conv3x3(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.upsample = nn.Sequential(_deconv(inplanes, planes), nn.BatchNorm2d(planes)) if upsample else None
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-        return torch.relu(out + (self.upsample(x) if self.upsample is not None else x))
-
-
-class TorchDeBottleneck(nn.Module):
-    def __init__(self, inplanes, planes, upsample, base_width):
-        super().__init__()
-        width = planes * base_width // 64
-        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = _deconv(width, width) if upsample else _conv3x3(width, width)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.upsample = nn.Sequential(_deconv(inplanes, planes * 4), nn.BatchNorm2d(planes * 4)) if upsample else None
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = torch.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return torch.relu(out + (self.upsample(x) if self.upsample is not None else x))
-
-
-class TorchDecoder(nn.Module):
-    """layer1..3 with planes 256, 128, 64; returns [D3, D2, D1]; SK skips: ReLU(D1 + E3) into layer2,
-    ReLU(D2 + E2) into layer3."""
-
-    def __init__(self, bottleneck, blocks, base_width=64):
-        super().__init__()
-        expansion = 4 if bottleneck else 1
-        inplanes = 512 * expansion
-        for name, planes, n in zip(("layer1", "layer2", "layer3"), (256, 128, 64), blocks):
-            make = ((lambda i, up: TorchDeBottleneck(i, planes, up, base_width)) if bottleneck
-                    else (lambda i, up: TorchDeBasicBlock(i, planes, up)))
-            stage = [make(inplanes, True)] + [make(planes * expansion, False) for _ in range(1, n)]
-            setattr(self, name, nn.Sequential(*stage))
-            inplanes = planes * expansion
-
-    def forward(self, x, teacher=None):
-        d1 = self.layer1(x)
-        d2 = self.layer2(d1 if teacher is None else torch.relu(d1 + teacher[2]))
-        d3 = self.layer3(d2 if teacher is None else torch.relu(d2 + teacher[1]))
-        return [d3, d2, d1]
-
-
-class TorchOCBE18(nn.Module):
-    """ResNet18 OCBE: MFF (conv1/bn1, conv2/bn2 on E1; conv3/bn3 on E2; E3 as is), OCE = 2 torchvision
-    BasicBlocks from 768 channels, stride 2; the unused conv4/bn4 as in the official module."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.bn1 = _conv3x3(64, 128, 2), nn.BatchNorm2d(128)
-        self.conv2, self.bn2 = _conv3x3(128, 256, 2), nn.BatchNorm2d(256)
-        self.conv3, self.bn3 = _conv3x3(128, 256, 2), nn.BatchNorm2d(256)
-        downsample = nn.Sequential(nn.Conv2d(768, 512, 1, stride=2, bias=False), nn.BatchNorm2d(512))
-        self.bn_layer = nn.Sequential(torchvision_resnet.BasicBlock(768, 512, 2, downsample),
-                                      torchvision_resnet.BasicBlock(512, 512))
-        self.conv4, self.bn4 = nn.Conv2d(1024, 512, 1, bias=False), nn.BatchNorm2d(512)
-
-    def forward(self, e):
-        a = torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(e[0]))))))
-        b = torch.relu(self.bn3(self.conv3(e[1])))
-        return self.bn_layer(torch.cat([a, b, e[2]], 1))
 
 
 def _randomise(module, seed):
