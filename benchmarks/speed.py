@@ -19,8 +19,11 @@ Rows (images/s unless said otherwise; the peer is anomalib's. With --peers inclu
 train/rd4ad, infer/batch<B> and memory/* also come as `<row>_vs_official`, against the official
 code timed in the same rounds; the targets are against anomalib):
   train/<method>          one train step (forward, loss, backward, Adam), batch 16, 256 px;
-  train/<method>_teacher_cache  the same step reading the teacher's features from a device cache
-                          (train.teacher_cache=device), against ours running the teacher;
+  train/<method>_teacher_cache_vs_ours  the same step reading the teacher's features from a device
+                          cache (train.teacher_cache=device), against ours running the teacher;
+                          train/rd4ad_teacher_cache[_vs_official]: that step against the peers;
+  train/rd4ad_remat_vs_ours  the step with model.remat=decoder against the plain one;
+                          train/rd4ad_remat[_vs_official]: against the peers;
   train/rd4ad_fraction_of_peak  XLA's flop count of our RD4AD train step / its median time,
                           over the best fp32 matmul rate sampled in the same rounds;
   infer/batch<B>          forward + anomaly map + score, maps back on the host;
@@ -130,6 +133,8 @@ def train_section(run: Run, method: str) -> None:
     cases = {"ours": ours, "ours_teacher_cache": cached}
     models = {}  # peer name -> (its model, its batch); the peers run RD4AD only
     if method == "rd4ad":
+        remat_config = run.config(method, ("model.remat=decoder",))
+        cases["ours_remat"] = harness.TrainStep(harness.build(remat_config, setup.bank_entries), remat_config, images)
         matmul = timing.MatmulPeak()
         cases["matmul"] = matmul
         for name, peer in run.peers.items():
@@ -140,10 +145,17 @@ def train_section(run: Run, method: str) -> None:
     rows = peer_rows(run, f"train/{method}", setup.train_batch, times, list(models),
                      no_peer_label="(no peer for this method)")
     run.rows.extend(rows.values())
-    run.rows.append(Row(f"train/{method}_teacher_cache", "images/s",
-                        timing.rate(setup.train_batch, times["ours_teacher_cache"]),
-                        timing.rate(setup.train_batch, times["ours"]), "ours, the teacher run in the step",
-                        note="train.teacher_cache=device: the teacher's features read from a device cache"))
+    variants = {"teacher_cache": "train.teacher_cache=device: the teacher's features read from a device cache"}
+    if method == "rd4ad":
+        variants["remat"] = "model.remat=decoder: the decoder blocks recomputed in the backward pass"
+    for variant, setting in variants.items():
+        run.rows.append(Row(f"train/{method}_{variant}_vs_ours", "images/s",
+                            timing.rate(setup.train_batch, times[f"ours_{variant}"]),
+                            timing.rate(setup.train_batch, times["ours"]), "ours, plain step", note=setting))
+        if method == "rd4ad":  # the variant against the peers, in the same rounds
+            run.rows.extend(peer_rows(run, f"train/{method}_{variant}", setup.train_batch,
+                                      {**times, "ours": times[f"ours_{variant}"]}, list(models),
+                                      no_peer_label="(no peer)", note=setting).values())
     if method != "rd4ad":
         return
     flops = ours.flops()

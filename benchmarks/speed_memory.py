@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import NamedTuple
 
 from absl import app, flags
 
@@ -23,6 +24,21 @@ from benchmarks.speed_report import Row
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = ("train", "infer")
+
+
+class Variant(NamedTuple):
+    """One of our train-step variants that the memory rows probe beside the plain step."""
+    row_suffix: str
+    overrides: tuple[str, ...]  # config overrides
+    teacher_cache: bool         # the step reads the teacher's features from a device cache
+    setting: str                # what differs, for the row's note
+
+
+OUR_TRAIN_VARIANTS = {
+    "ours_remat": Variant("_remat", ("model.remat=decoder",), False, "model.remat=decoder"),
+    "ours_teacher_cache": Variant("_teacher_cache", (), True, "train.teacher_cache=device"),
+}
+PLAIN = Variant("", (), False, "")
 
 
 def probe(task: str, impl: str, setup: speed_setup.Setup, *, peer: speed_setup.Peer | None = None,
@@ -42,9 +58,10 @@ def probe(task: str, impl: str, setup: speed_setup.Setup, *, peer: speed_setup.P
         call = (lambda: model.train_step(prepared)) if task == "train" else (
             lambda: model.maps_and_scores(prepared))
     else:
-        config = speed_setup.load_config("rd4ad", setup, config_dir)
+        variant = OUR_TRAIN_VARIANTS.get(impl, PLAIN)
+        config = speed_setup.load_config("rd4ad", setup, config_dir, variant.overrides)
         model = harness.build(config, setup.bank_entries)
-        call = harness.TrainStep(model, config, images) if task == "train" else (
+        call = harness.TrainStep(model, config, images, teacher_cache=variant.teacher_cache) if task == "train" else (
             lambda f=harness.Inference(model, config): f(images))
     for _ in range(2):
         timing.block(call())
@@ -71,10 +88,10 @@ def probe_in_subprocess(task: str, impl: str, setup: speed_setup.Setup, *, peer:
 def memory_section(run) -> None:
     """The memory/* rows of `run` (a `benchmarks.speed.Run`): train and inference, ours and each
     peer (anomalib's rows `memory/<task>...`, another peer's `memory/<task>..._vs_<peer>`)."""
-    impls = ["ours", *run.peers]
     results = {}
     for task in TASKS:
-        for impl in impls:  # interleaved: ours, peers, ours, peers
+        variants = [*OUR_TRAIN_VARIANTS] if task == "train" else []
+        for impl in ["ours", *run.peers, *variants]:  # interleaved: ours, peers, ours, peers
             measure = probe_in_subprocess if run.setup.memory_subprocess else probe
             results[task, impl] = measure(task, impl, run.setup, peer=run.peers.get(impl), config_dir=run.config_dir)
     run.extra["memory_probes"] = {f"{t}:{i}": r for (t, i), r in results.items()}
@@ -97,11 +114,16 @@ def memory_section(run) -> None:
                                 note=f"{what}; peak RSS minus RSS after imports"))
             run.rows.append(Row(f"memory/{task}_process{suffix}", "MiB", ours["peak_mib"],
                                 peer.get("peak_mib"), label, note=f"{what}; whole-process peak RSS"))
+            for impl, variant in OUR_TRAIN_VARIANTS.items() if task == "train" else ():
+                run.rows.append(Row(f"memory/{task}{variant.row_suffix}{suffix}", "MiB",
+                                    results[task, impl]["beyond_imports_mib"], peer.get("beyond_imports_mib"),
+                                    label, note=f"{what}, {variant.setting}; peak RSS minus RSS after imports"))
 
 
 def define_flags() -> None:
     """Only when run as a program (importing this module defines no flags)."""
-    flags.DEFINE_string("probe", None, "'<task>:<impl>', task one of train, infer; impl ours or a peer "
+    flags.DEFINE_string("probe", None, "'<task>:<impl>', task one of train, infer; impl ours, one of our train variants "
+                        f"{tuple(OUR_TRAIN_VARIANTS)}, or a peer "
                         f"of {speed_setup.PEERS[:-1]}.")
     flags.DEFINE_bool("tiny", False, "The speed benchmark's tiny setup.")
     flags.DEFINE_string("official_dir", None, "The official RD4AD checkout (for impl=official).")
@@ -113,7 +135,7 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
     task, _, impl = (f.probe or "").partition(":")
-    impls = ("ours", *speed_setup.PEERS[:-1])
+    impls = ("ours", *OUR_TRAIN_VARIANTS, *speed_setup.PEERS[:-1])
     if task not in TASKS or impl not in impls:
         raise app.UsageError(f"--probe={f.probe}: give <task>:<impl>, task in {TASKS}, impl in {impls}")
     peer = None

@@ -9,10 +9,14 @@ from benchmarks.speed_setup import PEERS
 from rgpkd_jax import files
 
 JSON_FILE, MARKDOWN_FILE = "speed.json", "speed.md"
-TARGETS = {  # row -> (comparison, ratio) from the issue; ratio = ours / peer
-    "train/rd4ad": (">=", 1.5), "infer/batch1": (">=", 1.5), "infer/batch16": (">=", 2.0),
-    "aupro/rd4ad_per_image_vs_threshold_loop": (">=", 100.0),
-    "memory/train": ("<=", 1.0), "train/rd4ad_fraction_of_peak": (">=", 0.5),
+TARGETS = {  # row -> (comparison, ratio) from the issues; ratio = ours / peer
+    "infer/batch1": (">=", 1.5), "infer/batch16": (">=", 2.0),
+    "aupro/rd4ad_per_image_vs_threshold_loop": (">=", 100.0), "train/rd4ad_fraction_of_peak": (">=", 0.5),
+    # Issue 17 (benchmarks/NOTES.md): training at least as fast as anomalib (issue 8 had asked 1.5x)
+    # and 1.5x the official code, in training memory at most anomalib's; plain or with an option.
+    **{f"train/rd4ad{variant}": (">=", 1.0) for variant in ("", "_teacher_cache", "_remat")},
+    **{f"train/rd4ad{variant}_vs_official": (">=", 1.5) for variant in ("", "_teacher_cache", "_remat")},
+    **{f"memory/train{variant}": ("<=", 1.0) for variant in ("", "_teacher_cache", "_remat")},
 }
 
 

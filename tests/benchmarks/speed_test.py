@@ -14,10 +14,12 @@ import pytest
 from benchmarks import aupro_reference_loop, inputs, official_peer, speed, speed_report, speed_setup
 from tests.helpers import REPO, import_oracle
 
-TRAIN_ROWS = {"train/rd4ad", "train/rd4ad_teacher_cache", "train/rd4ad_fraction_of_peak"}
+TRAIN_ROWS = {"train/rd4ad", "train/rd4ad_fraction_of_peak", "train/rd4ad_teacher_cache",
+              "train/rd4ad_teacher_cache_vs_ours", "train/rd4ad_remat", "train/rd4ad_remat_vs_ours"}
 OTHER_ROWS = {"infer/batch1", "infer/batch16", "eval/end_to_end",
               "aupro/rd4ad_per_image_vs_threshold_loop", "aupro/rd4ad_per_image_vs_loop_labelled_once",
-              "aupro/official_vs_threshold_loop", "memory/train", "memory/train_process", "memory/infer", "memory/infer_process"}
+              "aupro/official_vs_threshold_loop", "memory/train", "memory/train_process", "memory/infer", "memory/infer_process",
+              "memory/train_remat", "memory/train_teacher_cache"}
 VARIANT_ROWS = {f"variant/{task}[{impl},{dtype}]" for task in ("train", "infer") for impl, dtype in speed.VARIANTS}
 
 
@@ -48,9 +50,13 @@ def test_tiny_run_has_every_row_with_values(tiny_run):
         assert row["ratio"] == pytest.approx(row["ours"] / row["peer"]), name
         assert row["target"] == "{} {:g}".format(*speed_report.TARGETS[name]) and row["met"] in (True, False)
     assert rows["train/rd4ad"]["ratio"] is None and rows["train/rd4ad"]["met"] is None
-    # The cached step is measured against ours running the teacher, so it has a ratio without a peer.
-    cached = rows["train/rd4ad_teacher_cache"]
-    assert cached["ratio"] == pytest.approx(cached["ours"] / cached["peer"]) and cached["target"] is None
+    # The cached and the remat step are measured against our plain step too, so they have a ratio
+    # without a peer; against the peer (none here) they have none.
+    for variant in ("teacher_cache", "remat"):
+        against_ours = rows[f"train/rd4ad_{variant}_vs_ours"]
+        assert against_ours["ratio"] == pytest.approx(against_ours["ours"] / against_ours["peer"]), variant
+        assert against_ours["target"] is None
+        assert rows[f"train/rd4ad_{variant}"]["peer"] is None, variant
     # Our per-image AUPRO and both threshold loops compute the same metric.
     values = result["extra"]["aupro_values"]
     for loop in ("threshold_loop", "threshold_loop_label_once"):
@@ -102,7 +108,9 @@ STANDIN_FILES = {
     "main.py": "from test import cal_anomaly_map  # noqa: F401  (the official main.py imports test.py)\n"
                "from tests.torch_rd4ad import standin_loss as loss_fucntion\n",
 }
-OFFICIAL_ROWS = {"train/rd4ad_vs_official", "infer/batch1_vs_official", "infer/batch16_vs_official",
+OFFICIAL_ROWS = {"train/rd4ad_vs_official", "train/rd4ad_teacher_cache_vs_official", "train/rd4ad_remat_vs_official",
+                 "infer/batch1_vs_official", "infer/batch16_vs_official",
+                 "memory/train_remat_vs_official", "memory/train_teacher_cache_vs_official",
                  "memory/train_vs_official", "memory/train_process_vs_official", "memory/infer_vs_official",
                  "memory/infer_process_vs_official"}
 
