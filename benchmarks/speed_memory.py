@@ -139,7 +139,7 @@ def main(argv) -> None:
     if task not in TASKS or impl not in impls:
         raise app.UsageError(f"--probe={f.probe}: give <task>:<impl>, task in {TASKS}, impl in {impls}")
     peer = None
-    if impl != "ours":
+    if impl in speed_setup.PEERS:
         try:
             peers, reasons = speed_setup.load_peers([impl], f.official_dir)
         except ValueError as error:

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import aupro_reference_loop, inputs, official_peer, speed, speed_report, speed_setup
+from benchmarks import aupro_reference_loop, inputs, official_peer, speed, speed_memory, speed_report, speed_setup
 from tests.helpers import REPO, import_oracle
 
 TRAIN_ROWS = {"train/rd4ad", "train/rd4ad_fraction_of_peak", "train/rd4ad_teacher_cache",
@@ -175,6 +175,16 @@ def test_official_memory_probe_in_its_own_process(standin_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     probe = json.loads(done.stdout.strip().splitlines()[-1])
     assert probe["impl"] == "official" and probe["peak_mib"] > 0
+
+
+@pytest.mark.parametrize("variant", sorted(speed_memory.OUR_TRAIN_VARIANTS))
+def test_our_train_variant_memory_probe_in_its_own_process(variant):
+    """The full-size run probes in subprocesses (the tiny run in its own process): the same path."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.speed_memory", f"--probe=train:{variant}", "--tiny"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    assert probe["impl"] == variant and probe["peak_mib"] > 0
 
 
 def test_official_peer_maps_and_train_step(standin_dir):
