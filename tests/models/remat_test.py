@@ -38,7 +38,8 @@ def _loss_gradients_and_stats(config, images):
     return *jax.jit(step)(state), jax.make_jaxpr(step)(state)
 
 
-@pytest.mark.parametrize("method", ["rd4ad", "sk_rd4ad", "rgpkd"])
+# SK-RD4AD runs the same `Decoder.run_blocks` as RD4AD (its skips add between stages).
+@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
 def test_remat_decoder_gives_the_same_loss_gradients_and_statistics(tmp_path, method):
     images = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
     results = {}
