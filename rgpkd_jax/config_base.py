@@ -63,7 +63,7 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
         # unbiased (x n/(n-1)) is PyTorch's BatchNorm2d, so the official code's; biased is flax's.
         bn_running_var="unbiased",
         # none | decoder: recompute the student decoder blocks' activations in the backward pass
-        # (less training memory, one more decoder forward per step; same values;
+        # (same values; for GPU/TPU memory: XLA:CPU compiles the recomputation away;
         # rgpkd_jax/models/remat.py, measured in benchmarks/NOTES.md).
         remat="none",
     ))

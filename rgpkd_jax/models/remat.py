@@ -4,8 +4,10 @@ Without it, the train step keeps every decoder block's intermediate activations 
 forward pass to the backward pass; the decoder works at the highest resolutions, so they are most
 of the step's memory. With ``decoder`` each decoder block is a `jax.checkpoint` (``nnx.remat``):
 only its input is kept and its forward runs again during the backward pass. The values are the
-same (the same operations recomputed); the step costs one more decoder forward and needs less
-memory (measured in `benchmarks.speed`'s memory rows; docs/architecture.md "Memory").
+same (the same operations recomputed). It is meant for GPUs and TPUs: XLA:CPU compiles the
+recomputation away (common-subexpression elimination merges it with the forward pass), so on the
+CPU memory and time stay as without it (measured: benchmarks/NOTES.md, 2026-11-30;
+docs/architecture.md "Memory").
 """
 
 from __future__ import annotations
