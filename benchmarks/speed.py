@@ -66,7 +66,7 @@ VARIANTS = (("xla", "float32"), ("cpu", "float32"), ("xla", "bfloat16"), ("cpu",
 
 
 class Run:
-    """Collects rows, raw timings, load averages and skipped sections of one benchmark run."""
+    """Collects rows, raw timings, load averages, skipped and failed sections of one benchmark run."""
 
     def __init__(self, setup: Setup, peers: dict[str, Peer], *, budget_s: float, config_dir: str,
                  variants: tuple[tuple[str, str], ...] = VARIANTS):
@@ -79,6 +79,7 @@ class Run:
         self.raw: dict[str, dict] = {}
         self.load: dict[str, dict] = {}
         self.skipped: list[str] = []
+        self.failed: list[str] = []  # a section's error does not take the other sections' rows with it
         self.extra: dict[str, object] = {}
         self.start, self.budget_s = time.perf_counter(), budget_s
 
@@ -93,7 +94,12 @@ class Run:
             return
         logging.info("section %s (load %s)", name, timing.load_average())
         before, t0 = timing.load_average(), time.perf_counter()
-        fn()
+        try:
+            fn()
+        except Exception as error:  # noqa: BLE001 - listed in the report; main() exits non-zero
+            logging.exception("section %s failed", name)
+            message = str(error).strip().splitlines()
+            self.failed.append(f"{name}: {type(error).__name__}: {message[-1] if message else ''}")
         self.load[name] = {"before": before, "after": timing.load_average(),
                            "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -348,6 +354,7 @@ def benchmark(setup: Setup, *, sections=DEFAULT_SECTIONS, methods=METHODS, peers
         "load_average_start": load_start, "load_average_end": timing.load_average(),
         "load_average_per_section": run.load, "elapsed_s": round(time.perf_counter() - run.start, 1),
         "rows": [r.to_dict() for r in speed_report.sorted_rows(run.rows)], "skipped": run.skipped,
+        "failed": run.failed,
         "seconds_per_call": run.raw, "extra": run.extra,
     }
 
@@ -393,6 +400,9 @@ def main(argv) -> None:
                        budget_s=f.budget_s, variants=variants,
                        config_dir=f.config_dir, command=" ".join(["python -m benchmarks.speed"] + sys.argv[1:]))
     print(speed_report.write(result, f.output_dir), flush=True)
+    if result["failed"]:
+        sys.exit(f"{len(result['failed'])} section(s) failed (their errors are logged above; the other "
+                 f"sections' rows are in {f.output_dir}): " + "; ".join(result["failed"]))
     if f.profile_dir:
         write_profile(setup, f.config_dir, f.profile_dir)
 

@@ -103,6 +103,8 @@ def to_markdown(result: dict) -> str:
               "it cannot be met on this machine."]
     if result["skipped"]:
         lines += ["", "Skipped: " + "; ".join(result["skipped"])]
+    if result.get("failed"):
+        lines += ["", "**Failed** (rows of these sections may be missing): " + "; ".join(result["failed"])]
     return "\n".join(lines) + "\n"
 
 

@@ -244,3 +244,19 @@ def test_missing_anomalib_still_runs_the_official_peer(standin_dir, monkeypatch)
     loaded, reasons = speed_setup.load_peers(["anomalib", "official"], str(standin_dir))
     assert list(loaded) == ["official"] and loaded["official"].row_suffix == "_vs_official"
     assert "missing: anomalib" in reasons["anomalib"] and set(reasons) == {"anomalib"}
+
+
+def test_a_failing_section_is_listed_and_the_other_sections_keep_their_rows(monkeypatch):
+    """A full-size run takes ~15 min: an error in one section must not lose the others' rows."""
+    def failing(run):
+        raise RuntimeError("memory probe train:ours_remat failed:\n...\nthe error's last line")
+
+    def passing(run):
+        run.rows.append(speed_report.Row("aupro/rd4ad_per_image_vs_threshold_loop", "images/s", 2.0, 1.0, "loop"))
+
+    monkeypatch.setattr(speed, "inference_section", failing)
+    monkeypatch.setattr(speed, "aupro_section", passing)
+    result = speed.benchmark(speed_setup.TINY, sections=("inference", "aupro"), methods=("rd4ad",))
+    assert result["failed"] == ["inference: RuntimeError: the error's last line"]
+    assert [row["name"] for row in result["rows"]] == ["aupro/rd4ad_per_image_vs_threshold_loop"]
+    assert "inference: RuntimeError: the error's last line" in speed_report.to_markdown(result)
