@@ -1,9 +1,5 @@
-"""The model registry and the interface the trainer, evaluator and benchmarks rely on.
-
-Every method is an ``nnx.Module`` with a frozen ``teacher`` attribute, ``__call__(images, *, train,
-indices=None, teacher_features=None) -> Features`` and ``loss(features, images) -> (scalar, terms)``
-(docs/architecture.md "Models"). Modules know nothing of configs; ``build_model`` maps one.
-"""
+"""Models: the method protocol (`method.py`), the registry of methods (`registry.py`) and
+`build_model`, which maps a config to a model (docs/architecture.md "Models")."""
 
 from __future__ import annotations
 
@@ -15,42 +11,31 @@ from flax import nnx
 
 from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.features import Features
-from rgpkd_jax.models.prompt import PromptBank
-from rgpkd_jax.models.rd4ad import RD4AD
+from rgpkd_jax.models.method import FROZEN, NOT_TRAINED, TRAINABLE, Frozen, Method
+from rgpkd_jax.models.registry import get_method, list_methods, model_class
 from rgpkd_jax.models.remat import set_remat
-from rgpkd_jax.models.rgpkd import RGPKD
 
-__all__ = ["Features", "FROZEN", "METHODS", "NOT_TRAINED", "TRAINABLE", "build_model", "count_params", "set_compute_dtype"]
+__all__ = ["Features", "FROZEN", "Frozen", "Method", "NOT_TRAINED", "TRAINABLE", "build_model", "count_params",
+           "get_method", "list_methods", "model_class", "set_compute_dtype"]
 
-
-# The optimised variables: every parameter outside the frozen teacher.
-TRAINABLE = nnx.All(nnx.Param, nnx.Not(nnx.PathContains("teacher")))
-FROZEN = nnx.All(nnx.Param, nnx.PathContains("teacher"))
-# What training never changes: the frozen teacher (parameters and BN statistics) and RGPKD's prompt
-# bank. The train step takes it as an argument apart from the trained state, never donated nor
-# returned; checkpoints rebuild it instead of saving it (docs/checkpoints.md).
-NOT_TRAINED = nnx.Any(nnx.PathContains("teacher"), PromptBank)
-
-METHODS = ("rd4ad", "sk_rd4ad", "rgpkd")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
 # Layers whose `dtype` attribute is the dtype they compute in.
 _COMPUTING_LAYERS = (nnx.Conv, nnx.ConvTranspose, nnx.BatchNorm, nnx.Linear)
 
 
-def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
-    """Builds ``config.method``'s model with a randomly initialised teacher (the trainer loads the
-    teacher's weights afterwards), its layers built by ``config.model.conv_impl`` (resolved here,
+def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> Method:
+    """Builds ``config.method``'s model (`registry.model_class`) with a randomly initialised teacher
+    (the caller loads its weights), its layers built by ``config.model.conv_impl`` (resolved here,
     once; the model's ``conv_impl`` attribute says to what), its BNs' running variance updated as
     ``config.model.bn_running_var`` says, computing in ``config.model.compute_dtype``, and its
     decoder blocks recomputed in the backward pass if ``config.model.remat`` says so."""
-    options = config.model.to_dict()
-    compute_dtype = options.pop("compute_dtype", "float32")
+    model_config = config.model
+    compute_dtype = model_config.get("compute_dtype", "float32")
     _check_compute_dtype(compute_dtype)
-    remat = options.pop("remat", "none")
-    ops = conv_ops.resolve(options.pop("conv_impl", "auto"), options.pop("bn_running_var", "unbiased"))
-    model = _build(config.method, config.teacher.arch, options, rngs, ops)
+    ops = conv_ops.resolve(model_config.get("conv_impl", "auto"), model_config.get("bn_running_var", "unbiased"))
+    model = model_class(config.method).from_config(config, rngs=rngs, ops=ops)
     set_compute_dtype(model, compute_dtype)
-    set_remat(model, remat)
+    set_remat(model, model_config.get("remat", "none"))
     return model
 
 
@@ -89,19 +74,6 @@ def cast_params(model: nnx.Module, dtype) -> None:
             value = variable.get_value()
             if jnp.issubdtype(value.dtype, jnp.floating) and value.dtype != dtype:
                 variable.set_value(value.astype(dtype))
-
-
-def _build(method: str, arch: str, options: dict, rngs: nnx.Rngs,
-           ops: conv_ops.XlaLayers) -> nnx.Module:
-    if method in ("rd4ad", "sk_rd4ad"):
-        # SK-RD4AD official single-class default rate 0.05; its `--class all` run overrides it to 0.005.
-        return RD4AD(arch, rngs=rngs, skips=options["skips"], loss=options["loss"],
-                     consistency_rate=options["consistency_rate"],
-                     consistency_sizes=options.get("consistency_sizes", "fixed"),
-                     include_unused_conv4=options.get("include_unused_conv4", False), ops=ops)
-    if method == "rgpkd":
-        return RGPKD(arch, rngs=rngs, ops=ops, **options)
-    raise ValueError(f"unknown config.method {method!r}; choose one of {METHODS}")
 
 
 def _size(state: nnx.State) -> int:

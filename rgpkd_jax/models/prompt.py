@@ -7,10 +7,10 @@ similarity of pooled, normalised *teacher* F3 (fixed while the student trains), 
 query's own entry excluded in training, and cross-attention from decoder positions to the prompt's
 positions with a residual, applied in training *and* at test time.
 
-The bank is model state but never optimised: its arrays are :class:`PromptBank` variables, not
-``nnx.Param``, so ``models.TRAINABLE`` skips them, and ``nnx.state(model, nnx.Not(PromptBank))``
-leaves them out where they are not wanted. Their shapes are fixed once the bank is set, so the
-jitted train and eval steps see static shapes.
+The bank is model state but never optimised: its arrays are :class:`PromptBank` variables, a kind
+of ``models.Frozen``, not ``nnx.Param``, so ``models.TRAINABLE`` skips them and
+``models.NOT_TRAINED`` (what checkpoints leave out) holds them. Their shapes are fixed once the
+bank is set, so the jitted train and eval steps see static shapes.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rgpkd_jax.models.method import Frozen
+
 BANK_DTYPES = ("float32", "float16")
 
 
-class PromptBank(nnx.Variable):
-    """An array of the prompt bank: state that no optimiser updates."""
+class PromptBank(Frozen):
+    """An array of the prompt bank: state that no optimiser updates and no checkpoint holds."""
 
 
 def pooled_key(deepest: jax.Array) -> jax.Array:
@@ -100,7 +102,7 @@ class PromptMemory(nnx.Module):
             raise ValueError(
                 f"the prompt bank holds {self.size} entries but retrieval needs at least {needed} "
                 f"(top_k={top_k}{', plus the excluded image itself' if exclude_indices is not None else ''}); "
-                "call model.build_bank(training batches) first, or raise config.model.bank_size / lower top_k")
+                "call model.prepare(training batches) first, or raise config.model.bank_size / lower top_k")
         similarity = jnp.matmul(pooled_key(query_deepest), self.keys[...].T,
                                 precision=jax.lax.Precision.HIGHEST)
         if exclude_indices is not None:

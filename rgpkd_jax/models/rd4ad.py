@@ -7,19 +7,21 @@ inter-level consistency term in the loss; both are switches, so ablations mix th
 from __future__ import annotations
 
 import jax
+import ml_collections
 from flax import nnx
 
 from rgpkd_jax import losses
 from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.features import Features
 from rgpkd_jax.models.decoder import Decoder
+from rgpkd_jax.models.method import Method
 from rgpkd_jax.models.ocbe import OCBE
 from rgpkd_jax.models.resnet import ResNet
 
 LOSS_MODES = ("cosine", "cosine_per_pixel", "mse", "mix")
 
 
-class RD4AD(nnx.Module):
+class RD4AD(Method):
     """``teacher`` (ResNet layers 1-3, frozen), ``bn`` (OCBE) and ``decoder``; the attribute names
     ``bn`` and ``decoder`` are the official checkpoint's two state dicts.
 
@@ -49,6 +51,17 @@ class RD4AD(nnx.Module):
         self.loss_mode = loss
         self.consistency_rate = float(consistency_rate)
         self.consistency_sizes = consistency_sizes
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs,
+                    ops: conv_ops.XlaLayers) -> "RD4AD":
+        """RD4AD (``configs/rd4ad.py``) or SK-RD4AD (``configs/sk_rd4ad.py``: skips on and a
+        consistency rate; the official single-class rate 0.05, its ``--class all`` run 0.005)."""
+        m = config.model
+        return cls(config.teacher.arch, rngs=rngs, skips=m.skips, loss=m.loss,
+                   consistency_rate=m.consistency_rate,
+                   consistency_sizes=m.get("consistency_sizes", "fixed"),
+                   include_unused_conv4=m.get("include_unused_conv4", False), ops=ops)
 
     def __call__(self, images: jax.Array, *, train: bool, indices: jax.Array | None = None,
                  teacher_features: list[jax.Array] | None = None) -> Features:

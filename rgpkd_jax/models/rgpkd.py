@@ -8,25 +8,28 @@ feeding RD4AD's one-class bottleneck (``"teacher"``). Every part is a switch in
 ``config.model``: ``student_encoder``, ``prompts``, ``reconstruction``, ``skips``, ``top_k``,
 ``bank_size``, ``bank_dtype``, ``rec_weight``, ``base_width``, ``distill_loss``.
 
-Before training or evaluating with prompts on, fill the bank from the training split:
-``model.build_bank(batches)`` (batches: dicts with ``image`` and ``index``, un-augmented, one pass).
+Before training or evaluating with prompts on, the bank is filled from the training split:
+``model.prepare(training_batches)`` (the method protocol's preparation: one un-augmented pass of
+dicts with ``image`` and ``index``).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Mapping
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import losses
-from rgpkd_jax.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from rgpkd_jax import anomaly_maps, losses
+from rgpkd_jax.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, denormalize
 from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.features import Features
+from rgpkd_jax.models.method import Batches, Method, method_options
 from rgpkd_jax.models.prompt import PromptMemory, pooled_key
 from rgpkd_jax.models.resnet import DEFAULT_TAPS, ResNet
 from rgpkd_jax.models.unet import STUDENT_ENCODERS, TeacherEncoderStudent, UNetStudent, check_image_size
@@ -80,11 +83,12 @@ def _bank_entries(teacher: ResNet, images: jax.Array, dtype: str) -> tuple[list[
     return [f.astype(dtype) for f in features], pooled_key(features[-1])
 
 
-class RGPKD(nnx.Module):
+class RGPKD(Method):
     """``__call__(images, *, train, indices=None, teacher_features=None) -> Features``;
-    ``loss(features, images)``.
+    ``loss(features, images)``; ``prepare`` fills the prompt bank; ``anomaly_map`` adds the weighted
+    reconstruction error (``eval.reconstruction_weight``) to RD4AD's map.
 
-    The keyword arguments are ``config.model``'s switches (``models.build_model`` passes them);
+    The keyword arguments are ``config.model``'s switches (:meth:`from_config` passes them);
     ``bank_seed`` seeds the subset kept when ``bank_size`` caps the bank. ``ops`` builds every conv,
     BN and deconv (`conv_ops.resolve`; None: "auto"); ``conv_impl`` records which ("xla" or "cpu").
     """
@@ -113,6 +117,11 @@ class RGPKD(nnx.Module):
         self.bank_seed = bank_seed
         self.rec_weight = rec_weight
         self.distill_loss = distill_loss
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs,
+                    ops: conv_ops.XlaLayers) -> "RGPKD":
+        return cls(config.teacher.arch, rngs=rngs, ops=ops, **method_options(config))
 
     def teacher_features(self, images: jax.Array) -> list[jax.Array]:
         """F1, F2, F3 with running BN statistics and no gradient path into the teacher."""
@@ -150,25 +159,37 @@ class RGPKD(nnx.Module):
             total = total + self.rec_weight * (terms["rec_mse"] + 1.0 - terms["rec_ssim"])
         return total, terms
 
-    def build_bank(self, batches: Iterable[Mapping[str, np.ndarray]]) -> None:
-        """Fills the prompt bank from one pass over the training split (does nothing with prompts
+    def anomaly_map(self, features: Features, images: jax.Array, eval_config) -> jax.Array:
+        """RD4AD's map, plus ``eval.reconstruction_weight`` x the smoothed reconstruction error."""
+        maps = super().anomaly_map(features, images, eval_config)
+        if eval_config.reconstruction_weight and features.reconstruction is not None:
+            error = anomaly_maps.reconstruction_error_map(features.reconstruction, denormalize(images))
+            maps = maps + eval_config.reconstruction_weight * anomaly_maps.gaussian_blur(
+                error, sigma=eval_config.sigma)
+        return maps
+
+    def prepare(self, training_batches: Callable[[], Batches]) -> None:
+        """Fills the prompt bank from one pass over the training split (nothing to do with prompts
         off). Batches are dicts with ``image`` (normalised NHWC) and ``index``. With
         ``config.model.bank_size`` > 0, a seeded uniform subset of that many images is kept."""
         if self.prompts is None:
             return
 
         reservoir = _Reservoir(self.bank_size or None, self.bank_seed)
-        for batch in batches:
+        for batch in training_batches():
             features, keys = jax.device_get(
                 _bank_entries(self.teacher, jnp.asarray(batch["image"]), self.prompts.dtype))
             for i, index in enumerate(np.asarray(batch["index"])):
                 # Copies, so a replaced entry does not keep its whole batch alive.
                 reservoir.add(([f[i].copy() for f in features], keys[i].copy(), int(index)))
         if not reservoir.slots:
-            raise ValueError("build_bank got no training batches; the training split is empty")
+            raise ValueError("RGPKD's prompt bank got no training batches; the training split is empty")
         reservoir.slots.sort(key=lambda entry: entry[2])
         self.prompts.set([np.stack([e[0][level] for e in reservoir.slots]) for level in range(3)],
                          np.array([e[2] for e in reservoir.slots]),
                          keys=np.stack([e[1] for e in reservoir.slots]))
         logging.info("RGPKD prompt bank: %d of %d training images, %.1f MiB (%s)",
                      self.prompts.size, reservoir.seen, self.prompts.nbytes / 2**20, self.prompts.dtype)
+
+    def summary(self) -> dict:
+        return {"prompt_bank_entries": int(self.prompts.size)} if self.prompts is not None else {}
