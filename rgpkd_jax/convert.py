@@ -8,7 +8,7 @@
 Teacher checkpoints go by default into the cache that ``teacher.weights='imagenet'`` reads
 (``$RGPKD_JAX_CACHE`` or ``~/.cache/rgpkd_jax``). ``.pth`` files are read without torch and
 never run code from the file. The work is done by :mod:`rgpkd_jax.teacher` and
-:mod:`rgpkd_jax.checkpointing`; nothing imports this module.
+:mod:`rgpkd_jax.model_setup`; nothing imports this module.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "With --official_rd4ad
 
 
 def _import_official(config, workdir: str, path: str) -> None:
-    from rgpkd_jax import checkpointing, evaluate  # the heavy part; --help stays fast
+    from rgpkd_jax import evaluate, model_setup  # the heavy part; --help stays fast
 
     if config is None:
         raise app.UsageError("--official_rd4ad needs --config configs/rd4ad.py:<dataset>/<category> "
                              "(or configs/sk_rd4ad.py) with the checkpoint's teacher arch")
     if not workdir:
         raise app.UsageError("--official_rd4ad needs --workdir: where the converted checkpoint goes")
-    model = checkpointing.import_official_rd4ad(config, workdir, path)
+    model = model_setup.import_official_rd4ad(config, workdir, path)
     evaluate.compute_threshold(model, config, workdir)
     print(f"Wrote {path} as the checkpoint of {workdir}. Evaluate it with: python -m rgpkd_jax.main "
           f"--config <the same config> --workdir {workdir} --mode eval")

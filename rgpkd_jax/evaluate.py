@@ -1,8 +1,8 @@
 """Runs a trained model over a test split: anomaly maps -> metrics JSON, figures, a decision threshold.
 
-The map of every method is the RD4AD one (sum over levels of 1 - cos, bilinear align_corners=True
-upsampling, Gaussian sigma 4, score = max), computed in the same jit as the forward pass; RGPKD can
-add a weighted reconstruction-error map (`eval.reconstruction_weight`).
+Each method computes its own anomaly map (`models.Method.anomaly_map`: by default RD4AD's, the sum
+over levels of 1 - cos, bilinear align_corners=True upsampling, Gaussian sigma 4), in the same jit
+as the forward pass; the image score (max by default) is the evaluator's.
 
 With many processes, every process reads the whole split, its devices compute their rows of each
 batch, and the maps come back replicated: every process computes the metrics and the threshold on
@@ -20,8 +20,8 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import anomaly_maps, checkpointing, files, sharding, visualize, workdir_lock
-from rgpkd_jax.data import pipeline, preprocess
+from rgpkd_jax import anomaly_maps, files, model_setup, sharding, visualize, workdir_lock
+from rgpkd_jax.data import pipeline
 from rgpkd_jax.deploy.images import to_uint8
 from rgpkd_jax.metrics import summary
 
@@ -38,13 +38,7 @@ def make_map_fn(model: nnx.Module, config, out_shardings=None):
     @functools.partial(jax.jit, out_shardings=out_shardings)
     def maps_and_scores(state, images):
         model = nnx.merge(graphdef, state)
-        features = model(images, train=False)
-        maps = anomaly_maps.anomaly_map(features.teacher, features.student, images.shape[1:3],
-                                        sigma=ec.sigma, combine=ec.combine)
-        if ec.reconstruction_weight and features.reconstruction is not None:
-            maps = maps + ec.reconstruction_weight * anomaly_maps.gaussian_blur(
-                anomaly_maps.reconstruction_error_map(features.reconstruction,
-                                                      preprocess.denormalize(images)), sigma=ec.sigma)
+        maps = model.anomaly_map(model(images, train=False), images, ec)
         return maps, anomaly_maps.image_scores(maps, mode=ec.score, k=ec.topk)
 
     return maps_and_scores, state
@@ -208,6 +202,6 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
     """Evaluates the workdir's last checkpoint, holding the workdir's lock (process 0): the lock
     also proves the workdir writable before the model is loaded."""
     with workdir_lock.hold(workdir, "eval", enabled=sharding.is_primary()):
-        model, teacher_info, step = checkpointing.load_trained_model(config, workdir)
+        model, teacher_info, step = model_setup.load_trained_model(config, workdir)
         logging.info("evaluating the checkpoint of step %d", step)
         return evaluate_model(model, config, workdir, teacher_info=teacher_info)

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from rgpkd_jax import __version__, checkpointing, evaluate, files, onnx_rewrite
+from rgpkd_jax import __version__, evaluate, files, model_setup, onnx_rewrite
 from rgpkd_jax.deploy import artefact
 from rgpkd_jax.deploy.images import size_hw
 
@@ -138,7 +138,7 @@ def export_workdir(config, workdir: str, *, formats: Sequence[str] = artefact.FO
     if unknown or not formats:
         raise ValueError(f"export formats {unknown or list(formats)}; choose from {list(artefact.FORMATS)}")
     threshold = evaluate.read_threshold(workdir)
-    model, teacher_info, step = checkpointing.load_trained_model(config, workdir)
+    model, teacher_info, step = model_setup.load_trained_model(config, workdir)
     fn = map_function(model, config)
     base = describe(config, teacher_info=teacher_info, step=step, threshold=threshold)
     output_dir = output_dir or os.path.join(workdir, "export")

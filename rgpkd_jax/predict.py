@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from rgpkd_jax import checkpointing, evaluate, files, sharding
+from rgpkd_jax import evaluate, files, model_setup, sharding
 from rgpkd_jax.deploy import scoring
 from rgpkd_jax.deploy.scoring import format_summary  # noqa: F401 - what main.py prints
 
@@ -30,7 +30,7 @@ def predict_path(config, workdir: str, input_path: str, *, output_dir: str | Non
     primary = sharding.is_primary()
     if primary:
         files.ensure_writable_dir(output_dir or os.path.join(workdir, PREDICTIONS_DIR))
-    model, _, _ = checkpointing.load_trained_model(config, workdir)
+    model, _, _ = model_setup.load_trained_model(config, workdir)
     if primary and not output_dir:
         output_dir = files.new_run_dir(os.path.join(workdir, PREDICTIONS_DIR))
     # Every process scores the images (the maps are gathered to all of them); process 0 writes.
