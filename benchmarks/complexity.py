@@ -43,8 +43,7 @@ def measure(config, *, warmup: int = 3, repeats: int = 20, train_steps: int = 10
               "params_trainable": params["trainable"], "params_frozen": params["frozen"],
               "device": device.device_kind, "platform": device.platform, "jax_version": jax.__version__,
               "warmup": warmup, "repeats": repeats}
-    if hasattr(model, "build_bank") and getattr(model, "prompts", None) is not None:
-        result["prompt_bank_entries"] = int(model.prompts.size)
+    result.update(model.summary())  # e.g. RGPKD's prompt_bank_entries
 
     images = jax.device_put(inputs.random_images(FLOPS_BATCH_SIZE, size))
     result["gflops_per_image_forward"] = timing.gflops_per_image(

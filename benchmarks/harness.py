@@ -18,16 +18,15 @@ BANK_CHUNK = 16
 
 
 def build(config, bank_entries: int = 64):
-    """`config`'s model on its seed. RGPKD gets a prompt bank of random images: `model.bank_size`
-    entries, or `bank_entries` when that is 0 (= every training image)."""
+    """`config`'s model on its seed, prepared (`Method.prepare`) from random images: RGPKD's prompt
+    bank gets `model.bank_size` entries, or `bank_entries` when that is 0 (= every training image)."""
     from rgpkd_jax.models import build_model
     model = build_model(config, nnx.Rngs(config.seed))
-    if hasattr(model, "build_bank"):
-        entries = config.model.get("bank_size") or bank_entries
-        size = config.dataset.image_size
-        model.build_bank({"image": inputs.random_images(min(BANK_CHUNK, entries - i), size, seed=1 + i),
-                          "index": np.arange(i, min(i + BANK_CHUNK, entries), dtype=np.int32)}
-                         for i in range(0, entries, BANK_CHUNK))
+    entries = config.model.get("bank_size") or bank_entries
+    size = config.dataset.image_size
+    model.prepare(lambda: ({"image": inputs.random_images(min(BANK_CHUNK, entries - i), size, seed=1 + i),
+                            "index": np.arange(i, min(i + BANK_CHUNK, entries), dtype=np.int32)}
+                           for i in range(0, entries, BANK_CHUNK)))
     return model
 
 
@@ -40,11 +39,11 @@ class TrainStep:
     def __init__(self, model, config, images: np.ndarray, *, teacher_cache: bool = False):
         import optax
 
-        from rgpkd_jax import checkpointing, train
+        from rgpkd_jax import train, train_state
         self.device_cache = tuple(model.teacher(jax.device_put(images))) if teacher_cache else ()
-        graphdef, self.state, self.frozen = checkpointing.split_train_state(
+        graphdef, self.state, self.frozen = train_state.split(
             model, config.train, optax.constant_schedule(config.train.learning_rate))
-        self.step = train.make_train_step(graphdef)
+        self.step = train.make_train_step(graphdef, seed=config.seed)
         self.batch = {"image": jax.device_put(images),
                       "index": jax.device_put(np.arange(len(images), dtype=np.int32))}
 

@@ -33,6 +33,8 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags
 
+from rgpkd_jax import files
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS_FILE = "sanity_runs.jsonl"
 TABLE_STEM = "sanity"
@@ -92,7 +94,7 @@ def load_split(config, split: str, arrays_dir: str) -> dict[str, np.ndarray]:
     size = config.dataset.image_size
     path = os.path.join(arrays_dir, f"synthetic_{config.dataset.category}_{size}_{split}.npz")
     if not os.path.exists(path):
-        from rgpkd_jax import evaluate, files
+        from rgpkd_jax import evaluate
         from rgpkd_jax.data import pipeline
 
         parts: dict[str, list] = {}
@@ -161,6 +163,36 @@ def _compiled_key(config) -> str:
     return json.dumps(settings, sort_keys=True, default=str)
 
 
+class _EpochCurve:
+    """A `train_loop` hook: the mean of every loss term over each epoch."""
+
+    def __init__(self, steps_per_epoch: int):
+        self.steps_per_epoch, self.terms, self.curve = steps_per_epoch, [], []
+
+    def before_step(self, step: int) -> None:
+        pass
+
+    def after_step(self, step: int, state, metrics: dict) -> None:
+        self.terms.append(metrics)
+        if step % self.steps_per_epoch == 0:
+            self.curve.append({k: float(np.mean([float(t[k]) for t in self.terms])) for k in self.terms[0]})
+            self.terms = []
+
+
+def _epoch_batches(train_data: dict, epochs: int, batch_size: int, seed: int):
+    """In-memory batches: a fresh permutation per epoch, the last partial batch dropped (as the
+    pipeline does)."""
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(seed)
+    num_train = len(train_data["image"])
+    for _ in range(epochs):
+        order = rng.permutation(num_train)
+        for b in range(num_train // batch_size):
+            chosen = order[b * batch_size:(b + 1) * batch_size]
+            yield {"image": jnp.asarray(train_data["image"][chosen]), "index": jnp.asarray(train_data["index"][chosen])}
+
+
 def run_one(config, train_data: dict, test_data: dict, compiled: dict | None = None) -> dict:
     """Trains ``config``'s model on ``train_data`` and scores ``test_data``; a JSON-able record.
 
@@ -170,7 +202,7 @@ def run_one(config, train_data: dict, test_data: dict, compiled: dict | None = N
     import jax.numpy as jnp
     from flax import nnx
 
-    from rgpkd_jax import checkpointing, evaluate, optim, teacher as teacher_lib, train
+    from rgpkd_jax import evaluate, optim, teacher as teacher_lib, train, train_loop, train_state
     from rgpkd_jax.metrics import summary
     from rgpkd_jax.models import build_model
 
@@ -179,38 +211,31 @@ def run_one(config, train_data: dict, test_data: dict, compiled: dict | None = N
     model = build_model(config, nnx.Rngs(config.seed))
     teacher_lib.load_into(model, config)  # 'random': leaves the seeded initialisation, with a warning
     num_train = len(train_data["image"])
-    if hasattr(model, "build_bank"):  # RGPKD: as checkpointing.setup_model, one un-augmented pass
-        model.build_bank({"image": train_data["image"][i:i + tc.batch_size],
-                          "index": train_data["index"][i:i + tc.batch_size]}
-                         for i in range(0, num_train, tc.batch_size))
+    # As model_setup.setup_model: one un-augmented pass (RGPKD fills its prompt bank).
+    model.prepare(lambda: ({"image": train_data["image"][i:i + tc.batch_size],
+                            "index": train_data["index"][i:i + tc.batch_size]}
+                           for i in range(0, num_train, tc.batch_size)))
     steps_per_epoch = num_train // tc.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{num_train} training images are fewer than one batch of {tc.batch_size}")
     schedule = optim.make_schedule(tc, tc.epochs * steps_per_epoch, steps_per_epoch)
-    graphdef, state, frozen = checkpointing.split_train_state(model, tc, schedule)
+    graphdef, state, frozen = train_state.split(model, tc, schedule)
     compiled = {} if compiled is None else compiled
     key = _compiled_key(config)
     functions = compiled.get(key)
     if functions is None or functions["structure"] != jax.tree.structure(state):
         eval_graphdef, _ = nnx.split(model)
         functions = compiled[key] = {
-            "structure": jax.tree.structure(state), "step": train.make_train_step(graphdef),
+            "structure": jax.tree.structure(state), "step": train.make_train_step(graphdef, seed=config.seed),
             "map": evaluate.make_map_fn(model, config)[0], "levels": _level_maps_fn(eval_graphdef)}
-    rng = np.random.default_rng(config.seed)
-    curve = []
-    for _ in range(tc.epochs):
-        order = rng.permutation(num_train)
-        epoch_terms = []
-        for b in range(steps_per_epoch):
-            chosen = order[b * tc.batch_size:(b + 1) * tc.batch_size]
-            state, terms = functions["step"](state, frozen, {"image": jnp.asarray(train_data["image"][chosen]),
-                                                     "index": jnp.asarray(train_data["index"][chosen])})
-            epoch_terms.append(terms)
-        curve.append({k: float(np.mean([float(t[k]) for t in epoch_terms])) for k in epoch_terms[0]})
-        if not np.isfinite(curve[-1]["loss"]):
-            raise FloatingPointError(f"the loss became {curve[-1]['loss']} in epoch {len(curve)}")
+    curve = _EpochCurve(steps_per_epoch)
+    at_epoch_end = lambda step: step % steps_per_epoch == 0  # noqa: E731
+    state = train_loop.run(functions["step"], state, frozen,
+                           _epoch_batches(train_data, tc.epochs, tc.batch_size, config.seed),
+                           start=0, stop=tc.epochs * steps_per_epoch,
+                           hooks=[train_loop.NonFiniteStop(at_epoch_end), curve])
     train_seconds = time.perf_counter() - started
-    _, eval_state = nnx.split(checkpointing.merge_train_state(graphdef, state, frozen)["model"])
+    _, eval_state = nnx.split(train_state.merge(graphdef, state, frozen)["model"])
 
     # The whole test split (41 images) in one call: one compile, no padding.
     images, masks, labels = jnp.asarray(test_data["image"]), test_data["mask"], test_data["label"]
@@ -221,7 +246,7 @@ def run_one(config, train_data: dict, test_data: dict, compiled: dict | None = N
 
     levels, error = functions["levels"](eval_state, images)
     record.update(_level_metrics(np.asarray(levels), error, maps, masks, labels, config))
-    return {"metrics": record, "curve": curve, "final_terms": curve[-1],
+    return {"metrics": record, "curve": curve.curve, "final_terms": curve.curve[-1],
             "train_seconds": train_seconds, "total_seconds": time.perf_counter() - started,
             "backend": jax.default_backend()}
 
@@ -289,13 +314,6 @@ def run_mean_feature(config, train_data: dict, test_data: dict) -> dict:
 
 
 # --- tables -------------------------------------------------------------------------------------
-
-def read_runs(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
 
 def config_key(config) -> str:
     """What identifies a run: its whole resolved config (seed and category included) but where the
@@ -392,7 +410,6 @@ def markdown(rows: Sequence[dict], settings: dict) -> str:
 
 
 def write_tables(output_dir: str, runs: Sequence[dict], variants: Sequence[Variant], settings: dict) -> dict:
-    from rgpkd_jax import files
 
     rows = summarise(runs, variants)
     board = {"settings": settings, "warning": "random teacher: a sanity check between methods, never a result",
@@ -420,7 +437,7 @@ def run_benchmark(output_dir: str, variants: Sequence[Variant], categories: Sequ
     arrays_dir = arrays_dir or os.path.join(output_dir, "arrays")
     runs_path = os.path.join(output_dir, RUNS_FILE)
     settings = settings_of(epochs=epochs, image_size=image_size, batch_size=batch_size, overrides=overrides)
-    done = {(r["variant"], r["config_key"]) for r in read_runs(runs_path)}
+    done = {(r["variant"], r["config_key"]) for r in files.read_json_lines(runs_path)}
     data: dict[tuple, tuple] = {}
     compiled: dict = {}
     jobs = [(v, c, s) for v in variants for c in categories for s in seeds]
@@ -456,7 +473,7 @@ def current_runs(runs_path: str, variants: Sequence[Variant], categories: Sequen
     and the config files make now (``settings``: epochs, image_size, batch_size, overrides)."""
     wanted = {(v.name, config_key(make_config(v, c, s, **settings)))
               for v in variants for c in categories for s in seeds}
-    return [r for r in read_runs(runs_path) if (r["variant"], r.get("config_key")) in wanted]
+    return [r for r in files.read_json_lines(runs_path) if (r["variant"], r.get("config_key")) in wanted]
 
 
 def define_flags() -> None:

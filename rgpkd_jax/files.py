@@ -63,6 +63,14 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def read_json_lines(path: str | os.PathLike) -> list[Any]:
+    """The objects of a JSON-lines file (one per non-empty line); [] if it does not exist."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     """The hex digest of a file's bytes (any :mod:`hashlib` name), read in chunks."""
     digest = hashlib.new(algorithm)

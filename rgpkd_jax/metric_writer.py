@@ -69,8 +69,5 @@ def _plain(v):
 
 
 def read_metrics(workdir: str) -> list[dict]:
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of ``<workdir>/metrics.jsonl``."""
+    return files.read_json_lines(os.path.join(workdir, "metrics.jsonl"))

@@ -1,9 +1,10 @@
-"""One data-parallel train loop for RD4AD, SK-RD4AD and RGPKD.
+"""Training of every registered method: the jitted step and the run around it.
 
-`train_and_evaluate(config, workdir)` builds the model through `models.build_model`, loads the
-teacher, and runs a `jax.jit` train step over a ('data',) mesh of all devices (batch sharded; the
-trained state replicated and donated, the frozen teacher replicated and only read); the next batch
-is read and copied to the devices while a step runs.
+`train_and_evaluate(config, workdir)` sets the model up (`model_setup`: built, teacher loaded,
+method prepared) and runs the one training loop (`train_loop.run`) of a `jax.jit` train step over
+a ('data',) mesh of all devices (batch sharded; the trained state replicated and donated, the
+frozen teacher replicated and only read), with hooks that prefetch the next batch while a step
+runs, profile, stop at a non-finite loss, log metrics and save checkpoints.
 With `train.teacher_cache` on, the teacher's features of every training image are computed once
 before the loop and the step reads them instead of running the teacher (`teacher_cache.py`).
 Checkpoints (orbax, saved asynchronously) hold the trained model (the teacher is recorded, not
@@ -17,45 +18,41 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import (checkpointing, evaluate, files, metric_writer, optim, sharding, teacher_cache,
-                       workdir_lock)
+from rgpkd_jax import (checkpointing, evaluate, metric_writer, model_setup, optim, run_info, sharding,
+                       teacher_cache, train_loop, train_state, workdir_lock)
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models import TRAINABLE
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/inf; training stopped and the last good checkpoint was kept."""
-
-
-def make_train_step(graphdef):
+def make_train_step(graphdef, *, seed: int):
     """The jitted step: (state, frozen, batch, device_cache) -> (state, metrics), on the parts of
-    `checkpointing.split_train_state`. `state` (what training changes) is donated and returned;
-    `frozen` (teacher, prompt bank) is only read. `device_cache` is `teacher_cache.to_device`'s
-    levels, or () (then the batch may carry the host cache's features, or the teacher runs)."""
+    `train_state.split`. `state` (what training changes) is donated and returned; `frozen`
+    (teacher, the method's Frozen state) is only read. `device_cache` is `teacher_cache.to_device`'s
+    levels, or () (then the batch may carry the host cache's features, or the teacher runs). The
+    method's `training_loss` gets a key of ``seed`` and the optimiser's step count, so a resumed
+    run draws what an uninterrupted one would."""
+    base_key = jax.random.key(seed)
 
     @functools.partial(jax.jit, donate_argnums=(0,))
     def train_step(state, frozen, batch, device_cache=()):
-        nodes = checkpointing.merge_train_state(graphdef, state, frozen)
+        nodes = train_state.merge(graphdef, state, frozen)
         model, optimizer = nodes["model"], nodes["optimizer"]
         cached = teacher_cache.batch_features(batch, device_cache)
+        rng = jax.random.fold_in(base_key, optimizer.step[...])
 
         def loss_fn(model):
-            features = model(batch["image"], train=True, indices=batch.get("index"),
-                             teacher_features=cached)
-            return model.loss(features, batch["image"])
+            return model.training_loss(batch, rng=rng, teacher_features=cached)
 
         grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, TRAINABLE), has_aux=True)
         (loss, terms), grads = grad_fn(model)
         optimizer.update(model, grads)
-        return checkpointing.trained_state(nodes), {"loss": loss, **terms}
+        return train_state.trained(nodes), {"loss": loss, **terms}
 
     return train_step
 
@@ -91,9 +88,9 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
     make_iterator = data_source or (lambda: pipeline.train_iterator(
         config, seed=config.seed, shard_index=jax.process_index(), shard_count=jax.process_count()))
     try:  # a resumed run rebuilds the teacher its checkpoint records (docs/checkpoints.md)
-        model, teacher_info = checkpointing.setup_model(config, restoring=(manager, step) if step else None)
+        model, teacher_info = model_setup.setup_model(config, restoring=(manager, step) if step else None)
         schedule = optim.make_schedule(tc, total_steps, steps_per_epoch)
-        graphdef, state, frozen = checkpointing.split_train_state(model, tc, schedule)
+        graphdef, state, frozen = train_state.split(model, tc, schedule)
         state, frozen = jax.device_put((state, frozen), sharding.replicated(mesh))
         data_iterator = make_iterator()
         if step:
@@ -111,60 +108,25 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
     except BaseException:
         manager.close()
         raise
-    checkpointing.write_run_info(
+    run_info.write(
         workdir, config, teacher_info, num_train=num_train, steps_per_epoch=steps_per_epoch,
         total_steps=total_steps, devices=[str(d) for d in jax.devices()], teacher_cache=cache_mode,
         process_count=jax.process_count(), conv_impl=model.conv_impl, jax_version=jax.__version__)
 
-    train_step = make_train_step(graphdef)
     writer = metric_writer.MetricWriter(workdir, total_steps, step, enabled=sharding.is_primary())
     stop_at = min(total_steps, step + tc.max_steps_this_run) if tc.max_steps_this_run else total_steps
     batches = sharding.DevicePrefetcher(data_iterator, mesh)
-    window_start, window_steps, pending, save_s = time.perf_counter(), 0, [], 0.0
-    last_saved = step
-    profile_steps = (step + 2, step + 5) if config.profile_dir else None  # after the compile
     try:
-        while step < stop_at:
-            if profile_steps and step == profile_steps[0]:
-                jax.profiler.start_trace(config.profile_dir)
-            state, metrics = train_step(state, frozen, next(batches), device_cache)
-            step += 1
-            if step < stop_at:
-                batches.prefetch()  # the next batch is read and copied while this step runs
-            window_steps += 1
-            pending.append((step, metrics["loss"]))
-            if profile_steps and step == profile_steps[1]:
-                jax.block_until_ready(state)
-                jax.profiler.stop_trace()
-                logging.info("wrote a profiler trace of steps %d-%d to %s", *profile_steps, config.profile_dir)
-                profile_steps = None
-            at_checkpoint = step % tc.checkpoint_every_steps == 0 or step == stop_at
-            if step % tc.log_every_steps == 0 or at_checkpoint:
-                _raise_if_nonfinite(pending, last_saved)  # blocks: also ends the timing window
-                elapsed = time.perf_counter() - window_start
-                writer.write(step, {
-                    "epoch": step / steps_per_epoch,
-                    "learning_rate": float(schedule(step - 1)),
-                    **{k: float(v) for k, v in metrics.items()},
-                    # Over the whole window since the previous record: steps, data, saves, compiles.
-                    "images_per_sec": window_steps * tc.batch_size / elapsed,
-                    "step_time_s": elapsed / window_steps,
-                    "data_wait_s": batches.wait_s,
-                    "checkpoint_save_s": save_s,
-                })
-                writer.advance(window_steps)
-                window_start, window_steps, pending, save_s = time.perf_counter(), 0, [], 0.0
-                batches.wait_s = 0.0
-            if at_checkpoint:
-                start = time.perf_counter()
-                checkpointing.save(manager, step, state, batches, config, teacher_info)  # asynchronous
-                save_s += time.perf_counter() - start
-                last_saved = step
+        state = train_loop.run(make_train_step(graphdef, seed=config.seed), state, frozen, batches,
+                               start=step, stop=stop_at, device_cache=device_cache,
+                               hooks=_hooks(config, step, stop_at, steps_per_epoch, schedule, batches,
+                                            writer, manager, teacher_info))
+        step = stop_at
     finally:
         writer.close()
         manager.close()  # waits for the last save
 
-    model = checkpointing.merge_train_state(graphdef, state, frozen)["model"]
+    model = train_state.merge(graphdef, state, frozen)["model"]
     if step < total_steps:
         logging.info("stopped at step %d of %d (train.max_steps_this_run); rerun to resume", step, total_steps)
         return {"step": step, "total_steps": total_steps, "finished": False}
@@ -178,18 +140,37 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
     return result
 
 
+def _hooks(config, start: int, stop: int, steps_per_epoch: int, schedule, batches, writer, manager,
+           teacher_info: dict) -> list[train_loop.Hook]:
+    """What `rgpkd_jax.train` does around each step, in this order: prefetch the next batch,
+    profile steps 3-5 (``profile_dir``), check the losses, log, save a checkpoint."""
+    tc = config.train
+    at_checkpoint = lambda s: train_loop.due(s, tc.checkpoint_every_steps, stop)  # noqa: E731
+    at_log = lambda s: s % tc.log_every_steps == 0 or at_checkpoint(s)  # noqa: E731
+    checkpoint = train_loop.Checkpoint(
+        lambda s, state: checkpointing.save(manager, s, state, batches, config, teacher_info),  # asynchronous
+        at_checkpoint, start)
+
+    def window_fields() -> dict:
+        fields = {"data_wait_s": batches.wait_s, "checkpoint_save_s": checkpoint.save_s}
+        batches.wait_s, checkpoint.save_s = 0.0, 0.0
+        return fields
+
+    hooks = [train_loop.Prefetch(batches, stop)]
+    if config.profile_dir:  # after the compile
+        hooks.append(train_loop.Profile(config.profile_dir, start + 2, start + 5))
+    return hooks + [
+        train_loop.NonFiniteStop(at_log, lambda: checkpoint.last_saved),
+        train_loop.LogMetrics(writer, at_log, tc.batch_size, window_fields=window_fields,
+                              step_fields=lambda s: {"epoch": s / steps_per_epoch,
+                                                     "learning_rate": float(schedule(s - 1))}),
+        checkpoint,
+    ]
+
+
 def format_progress(result: dict) -> str:
     """The line the command line prints when training ends (finished or stopped to resume)."""
     if result["finished"]:
         return f"training finished: step {result['step']} of {result['total_steps']}"
     return (f"training stopped at step {result['step']} of {result['total_steps']} "
             "(train.max_steps_this_run); rerun the same command to resume")
-
-
-def _raise_if_nonfinite(pending: list, last_saved: int) -> None:
-    for step, loss in pending:
-        value = float(loss)
-        if not np.isfinite(value):
-            raise NonFiniteLossError(
-                f"the loss became {value} at step {step}; training stopped. The last good checkpoint "
-                f"(step {last_saved}) is kept. Lower --config.train.learning_rate or check the data.")
