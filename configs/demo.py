@@ -7,12 +7,11 @@ ImageNet teacher weights when they are in the cache or can be downloaded, and ot
 teacher, which it says loudly: with a random teacher the numbers are not results.
 """
 
-from rgpkd_jax.config_base import base_config, set_rd4ad_model
+from rgpkd_jax import config_base
 
 
-def get_config(arg=None):
-    c = base_config("rd4ad", arg or "synthetic/grid")
-    set_rd4ad_model(c, skips=False, consistency_rate=0.0)
+def _defaults(c):
+    config_base.set_rd4ad_model(c, skips=False, consistency_rate=0.0)
     c.dataset.image_size = 128
     c.teacher.arch = "resnet18"
     c.teacher.fallback_to_random = True
@@ -21,5 +20,8 @@ def get_config(arg=None):
     c.train.checkpoint_every_steps = 50
     c.train.log_every_steps = 5
     c.eval.num_visualise = 4
-    c.lock()
-    return c
+
+
+def get_config(arg=None):
+    """``arg`` defaults to synthetic/grid; ``,tiny`` shrinks the demo further, as any config."""
+    return config_base.build("rd4ad", arg, defaults=_defaults, default_dataset="synthetic/grid")

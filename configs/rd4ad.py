@@ -6,11 +6,9 @@ Adam 0.005, betas (0.5, 0.999), batch 16, 200 epochs, 256 px, WideResNet50-2 tea
 cosine loss; anomaly map = sum of per-level 1-cos maps, Gaussian sigma 4, score = max.
 """
 
-from rgpkd_jax.config_base import base_config, set_rd4ad_model
+from rgpkd_jax import config_base
 
 
 def get_config(arg=None):
-    c = base_config("rd4ad", arg)
-    set_rd4ad_model(c, skips=False, consistency_rate=0.0)
-    c.lock()
-    return c
+    return config_base.build("rd4ad", arg, defaults=lambda c: config_base.set_rd4ad_model(
+        c, skips=False, consistency_rate=0.0))

@@ -7,11 +7,9 @@ inter-level consistency loss; rate 0.05 for a single class (the official `--clas
 silently overrides it to 0.005).
 """
 
-from rgpkd_jax.config_base import base_config, set_rd4ad_model
+from rgpkd_jax import config_base
 
 
 def get_config(arg=None):
-    c = base_config("sk_rd4ad", arg)
-    set_rd4ad_model(c, skips=True, consistency_rate=0.05)
-    c.lock()
-    return c
+    return config_base.build("sk_rd4ad", arg, defaults=lambda c: config_base.set_rd4ad_model(
+        c, skips=True, consistency_rate=0.05))

@@ -1,21 +1,44 @@
-"""The config schema shared by every method; `configs/*.py` start from `base_config`.
+"""The config schema shared by every method, and the one place its layers are applied.
 
-A config file's argument is `"<dataset>/<category>[,tiny]"`, e.g. `mvtec_ad/bottle` or
-`synthetic/grid,tiny`. `tiny` shrinks the run so it finishes on a laptop CPU (small images, few
-epochs); it is a smoke run, never a result. The returned ConfigDict is locked, so a mistyped
-`--config.x.y=...` override fails instead of being silently added.
+A config file ``configs/<method>.py`` says only what its method changes: its ``get_config(arg)``
+returns ``build(method, arg, defaults=..., tiny=...)``. `build` applies, in this order, the schema's
+defaults, the method's (``defaults(c)``, the one layer that may add keys, under ``model``), the
+dataset and category of ``arg`` (``"<dataset>/<category>[,tiny]"``, e.g. ``mvtec_ad/bottle`` or
+``synthetic/grid,tiny``), and with ``tiny`` the CPU smoke-run shrink (small images, few epochs;
+never a result) and then the method's own ``tiny(c)``; then it locks the config, so a mistyped key,
+in a later layer or in a ``--config.x.y=...`` override, is an error instead of a new key.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import ml_collections
 
 DEFAULT_DATASET = "mvtec_ad/bottle"
+Layer = Callable[[ml_collections.ConfigDict], None]
 
 
-def parse_arg(arg: str | None) -> tuple[str, str, set[str]]:
+def build(method: str, arg: str | None, *, defaults: Layer | None = None, tiny: Layer | None = None,
+          default_dataset: str = DEFAULT_DATASET) -> ml_collections.ConfigDict:
+    """``method``'s config for ``arg`` (``default_dataset`` when None), its layers applied in order
+    (module docstring), locked."""
+    dataset, category, options = parse_arg(arg or default_dataset)
+    c = base_config(method)
+    if defaults is not None:
+        defaults(c)
+    c.lock()
+    c.dataset.name, c.dataset.category = dataset, category
+    if "tiny" in options:
+        shrink_to_tiny(c)
+        if tiny is not None:
+            tiny(c)
+    return c
+
+
+def parse_arg(arg: str) -> tuple[str, str, set[str]]:
     """Splits `"dataset/category,opt1,opt2"` into its parts."""
-    parts = (arg or DEFAULT_DATASET).split(",")
+    parts = arg.split(",")
     head, options = parts[0], {p.strip() for p in parts[1:] if p.strip()}
     if "/" not in head:
         raise ValueError(
@@ -28,14 +51,14 @@ def parse_arg(arg: str | None) -> tuple[str, str, set[str]]:
     return dataset, category, options
 
 
-def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
-    dataset, category, options = parse_arg(arg)
+def base_config(method: str) -> ml_collections.ConfigDict:
+    """The schema with every method's defaults (unlocked: the method's layer comes next)."""
     c = ml_collections.ConfigDict()
     c.method = method
     c.seed = 0
 
     c.dataset = ml_collections.ConfigDict(dict(
-        name=dataset, category=category,
+        name="", category="",  # the dataset layer's
         data_dir="",      # TFDS data dir; "" = $RGPKD_JAX_DATA or ~/tensorflow_datasets
         manual_dir="",    # where the downloaded archive/folder lies, for datasets that need it
         image_size=256,
@@ -108,21 +131,17 @@ def base_config(method: str, arg: str | None) -> ml_collections.ConfigDict:
     ))
     c.distributed = False  # call jax.distributed.initialize() (many processes/hosts: docs/multihost.md)
     c.profile_dir = ""     # if set, write a jax profiler trace of train steps 3-5 there (TensorBoard/Perfetto)
-
-    if "tiny" in options:
-        shrink_to_tiny(c)
     return c
 
 
 def set_rd4ad_model(c: ml_collections.ConfigDict, *, skips: bool, consistency_rate: float) -> None:
     """The RD4AD / SK-RD4AD model block: SK-RD4AD is RD4AD with skips and the consistency loss."""
-    with c.unlocked():
-        c.model.skips = skips
-        c.model.loss = "cosine"          # cosine (official; SK-RD4AD --L2 0) | mse (1) | mix (2)
-        c.model.consistency_rate = consistency_rate
-        # fixed (official: resize to 64 and 32 whatever the image size) | per_level (each level's size)
-        c.model.consistency_sizes = "fixed"
-        c.model.include_unused_conv4 = False
+    c.model.skips = skips
+    c.model.loss = "cosine"          # cosine (official; SK-RD4AD --L2 0) | mse (1) | mix (2)
+    c.model.consistency_rate = consistency_rate
+    # fixed (official: resize to 64 and 32 whatever the image size) | per_level (each level's size)
+    c.model.consistency_sizes = "fixed"
+    c.model.include_unused_conv4 = False
 
 
 def shrink_to_tiny(c: ml_collections.ConfigDict) -> None:
