@@ -111,13 +111,13 @@ def consistency_loss(teacher: Sequence[jax.Array], student: Sequence[jax.Array],
 def _gaussian_window(win_size: int, sigma: float) -> np.ndarray:
     radius = (win_size - 1) // 2
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    return (taps / taps.sum()).astype(np.float32)
+    return taps / taps.sum()
 
 
 def _depthwise_valid(x: jax.Array, kernel: np.ndarray) -> jax.Array:
     """Separable depthwise filtering with a 1-D kernel, 'VALID' on both spatial axes."""
     channels = x.shape[-1]
-    k = jnp.asarray(kernel)
+    k = jnp.asarray(kernel, x.dtype)
     spec = ("NHWC", "HWIO", "NHWC")
     for shape in ((k.size, 1, 1, 1), (1, k.size, 1, 1)):
         x = jax.lax.conv_general_dilated(
@@ -142,8 +142,10 @@ def ssim(x: jax.Array, y: jax.Array, *, data_range: float = 1.0, win_sigma: floa
     if win_size % 2 == 0 or min(x.shape[1:3]) < win_size:
         raise ValueError(f"ssim: win_size must be odd and at most the image side; got win_size={win_size} "
                          f"for images of {x.shape[1]}x{x.shape[2]}")
-    x = x.astype(jnp.float32)
-    y = y.astype(jnp.float32)
+    # At least float32 (bfloat16 inputs are promoted); float64 stays float64 (tests compare in it).
+    dtype = jnp.promote_types(jnp.promote_types(x.dtype, y.dtype), jnp.float32)
+    x = x.astype(dtype)
+    y = y.astype(dtype)
     c1 = (0.01 * data_range) ** 2
     c2 = (0.03 * data_range) ** 2
     moments = _depthwise_valid(jnp.concatenate([x, y, x * x, y * y, x * y], axis=-1),
