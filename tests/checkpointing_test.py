@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from rgpkd_jax import checkpointing, evaluate, train
+from rgpkd_jax import checkpointing, evaluate, model_setup, train
 from rgpkd_jax import teacher as teacher_lib
 from rgpkd_jax.config_files import ConfigError
 from rgpkd_jax.data import pipeline
@@ -25,10 +25,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_import_refuses_a_workdir_that_already_has_checkpoints(tmp_path, synthetic_data_dir):
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
-    model, teacher_info = checkpointing.setup_model(config)
-    checkpointing.save_imported_model(model, config, str(tmp_path), teacher_info=teacher_info)
+    model, teacher_info = model_setup.setup_model(config)
+    model_setup.save_imported_model(model, config, str(tmp_path), teacher_info=teacher_info)
     with pytest.raises(FileExistsError, match="empty --workdir"):
-        checkpointing.save_imported_model(model, config, str(tmp_path), teacher_info=teacher_info)
+        model_setup.save_imported_model(model, config, str(tmp_path), teacher_info=teacher_info)
 
 
 _KILLED_DURING_SAVE = textwrap.dedent("""
@@ -80,8 +80,8 @@ def test_a_layout_change_resumes_only_without_data_workers():
 
 def _imported_workdir(config, workdir) -> str:
     """A workdir holding `config`'s (untrained) model as its step-0 checkpoint."""
-    model, teacher_info = checkpointing.setup_model(config)
-    checkpointing.save_imported_model(model, config, str(workdir), teacher_info=teacher_info)
+    model, teacher_info = model_setup.setup_model(config)
+    model_setup.save_imported_model(model, config, str(workdir), teacher_info=teacher_info)
     return str(workdir)
 
 
@@ -94,7 +94,7 @@ def test_a_checkpoint_holds_no_teacher_nor_prompt_bank_but_records_the_teacher(t
     workdir = _imported_workdir(config, tmp_path)
     saved = _saved_tree(workdir, 0)["model"]
     assert "teacher" not in saved and "prompts" not in saved and "student" in saved
-    model, teacher_info, _ = checkpointing.load_trained_model(config, workdir)
+    model, teacher_info, _ = model_setup.load_trained_model(config, workdir)
     assert teacher_info["weights"] == "random" and teacher_info["seed"] == config.seed
     assert teacher_info["digest"] == teacher_lib.fingerprint(model.teacher)
     assert model.prompts.size == pipeline.num_examples(config, "train")  # rebuilt from the data
@@ -106,8 +106,8 @@ def test_a_different_teacher_at_restore_is_one_error_naming_both(tmp_path, synth
     other = teacher_lib.save_teacher(resnet_lib.ResNet("resnet18", rngs=nnx.Rngs(7)), tmp_path / "other",
                                      metadata={"source": "test", "sha256": "0" * 64})
     config.teacher.weights = str(other)
-    with pytest.raises(checkpointing.TeacherMismatchError) as error:
-        checkpointing.load_trained_model(config, workdir)
+    with pytest.raises(model_setup.TeacherMismatchError) as error:
+        model_setup.load_trained_model(config, workdir)
     message = str(error.value)
     assert "\n" not in message
     assert "resnet18 random (seed 0" in message and f"resnet18 {other} (sha256 000000000000" in message
@@ -120,7 +120,7 @@ def test_a_model_trained_with_a_fallback_random_teacher_still_warns_once_imagene
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
     config.teacher.weights, config.teacher.fallback_to_random = "imagenet", True  # as configs/demo.py
     workdir = _imported_workdir(config, tmp_path / "run")  # no weights anywhere: falls back to random
-    evaluate.compute_threshold(checkpointing.load_trained_model(config, workdir)[0], config, workdir)
+    evaluate.compute_threshold(model_setup.load_trained_model(config, workdir)[0], config, workdir)
     teacher_lib.save_teacher(resnet_lib.ResNet("resnet18", rngs=nnx.Rngs(7)),
                              teacher_lib.imagenet_checkpoint_dir("resnet18"), metadata={"source": "test"})
     result = evaluate.evaluate_checkpoint(config, workdir)
@@ -142,7 +142,7 @@ def test_a_damaged_newest_checkpoint_is_one_error_and_moving_it_aside_resumes(tm
         biggest = max(arrays, key=os.path.getsize)
         with open(biggest, "r+b") as f:
             f.truncate(os.path.getsize(biggest) // 2)
-    for attempt in (lambda: checkpointing.load_trained_model(config, workdir),
+    for attempt in (lambda: model_setup.load_trained_model(config, workdir),
                     lambda: train.train_and_evaluate(config, workdir, evaluate_after=False)):
         with pytest.raises(checkpointing.DamagedCheckpointError) as error:
             attempt()
@@ -160,13 +160,13 @@ def test_eval_with_a_config_that_differs_from_training_names_each_conflicting_ke
     other = tiny_config("sk_rd4ad", data_dir=synthetic_data_dir)
     other.model.conv_impl = "xla"  # how it computes, not what it is: allowed
     with pytest.raises(ConfigError) as error:
-        checkpointing.load_trained_model(other, workdir)
+        model_setup.load_trained_model(other, workdir)
     message = str(error.value)
     assert "\n" not in message and os.path.join(workdir, "run_info.json") in message
     assert "method='sk_rd4ad' (trained with 'rd4ad')" in message
     assert "model.skips=True (trained with False)" in message and "conv_impl" not in message
     config.model.conv_impl = "xla"
-    assert checkpointing.load_trained_model(config, workdir)[2] == 0
+    assert model_setup.load_trained_model(config, workdir)[2] == 0
 
 
 def test_a_checkpoint_without_a_teacher_record_is_one_error(tmp_path, synthetic_data_dir):
@@ -175,4 +175,4 @@ def test_a_checkpoint_without_a_teacher_record_is_one_error(tmp_path, synthetic_
     workdir = _imported_workdir(config, tmp_path)
     shutil.rmtree(os.path.join(workdir, "checkpoints", "0", "teacher"))
     with pytest.raises(checkpointing.DamagedCheckpointError, match=r"checkpoints/0 records no teacher.*new --workdir$"):
-        checkpointing.load_trained_model(config, workdir)
+        model_setup.load_trained_model(config, workdir)

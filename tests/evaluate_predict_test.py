@@ -12,7 +12,7 @@ import pytest
 import sklearn.metrics
 from PIL import Image
 
-from rgpkd_jax import checkpointing, evaluate, predict, train, visualize
+from rgpkd_jax import evaluate, model_setup, predict, visualize
 from rgpkd_jax.data import pipeline, preprocess
 from tests.helpers import make_unwritable, tiny_config
 
@@ -22,8 +22,8 @@ def saved_workdir(module_tmp_path, synthetic_data_dir):
     """A workdir holding an (untrained) tiny RD4AD checkpoint and its threshold."""
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir, num_visualise=2)
     workdir = str(module_tmp_path / "workdir")
-    model, teacher_info = checkpointing.setup_model(config)
-    checkpointing.save_imported_model(model, config, workdir, teacher_info=teacher_info)
+    model, teacher_info = model_setup.setup_model(config)
+    model_setup.save_imported_model(model, config, workdir, teacher_info=teacher_info)
     evaluate.compute_threshold(model, config, workdir)
     return config, workdir
 
@@ -48,7 +48,7 @@ def test_evaluation_rounds_image_scores_when_configured(saved_workdir, tmp_path)
     """config.eval.image_score_decimals: image AUROC of the rounded scores (SK-RD4AD --seg 0)."""
     config, workdir = saved_workdir
     assert config.eval.image_score_decimals == -1
-    runner = evaluate.MapRunner(checkpointing.load_trained_model(config, workdir)[0], config)
+    runner = evaluate.MapRunner(model_setup.load_trained_model(config, workdir)[0], config)
     predictions = evaluate.collect_test_predictions(runner, config)
     labels, scores = predictions["label"], predictions["score"].astype(np.float64)
     unrounded = sklearn.metrics.roc_auc_score(labels, scores)
@@ -93,7 +93,7 @@ def test_predict_scores_a_folder_and_names_the_unreadable_file(saved_workdir, tm
         assert os.path.exists(row["heatmap"])
     # predict's score of a file equals the evaluator's score of the same preprocessed file.
     image = preprocess.preprocess_image(str(folder / "a.png"), config.dataset.image_size)
-    runner_scores = evaluate.MapRunner(checkpointing.load_trained_model(config, workdir)[0], config)(
+    runner_scores = evaluate.MapRunner(model_setup.load_trained_model(config, workdir)[0], config)(
         image[None])[1]
     np.testing.assert_allclose(result["predictions"][0]["score"], runner_scores[0], rtol=1e-4)
 
@@ -148,6 +148,6 @@ def test_predict_into_an_unwritable_folder_fails_before_loading_the_model(saved_
     config, workdir = saved_workdir
     out = str(tmp_path / "readonly")
     make_unwritable(out, monkeypatch)
-    monkeypatch.setattr(checkpointing, "load_trained_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(model_setup, "load_trained_model", lambda *a, **k: pytest.fail("model loaded"))
     with pytest.raises(OSError, match=f"cannot write to the output folder {re.escape(out)}"):
         predict.predict_path(config, workdir, str(tmp_path), output_dir=out)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rgpkd_jax import checkpointing, evaluate, exporting, files, predict
+from rgpkd_jax import evaluate, exporting, files, model_setup, predict
 from rgpkd_jax.data import pipeline, preprocess
 from rgpkd_jax.deploy import artefact, images as deploy_images
 from rgpkd_jax.deploy.predictor import Predictor
@@ -63,8 +63,8 @@ def export_of(module_tmp_path, synthetic_data_dir):
         if method not in built:
             config = tiny_config(method, data_dir=synthetic_data_dir)
             workdir = str(module_tmp_path / f"export_{method}")
-            model, teacher_info = checkpointing.setup_model(config)
-            checkpointing.save_imported_model(model, config, workdir, teacher_info=teacher_info)
+            model, teacher_info = model_setup.setup_model(config)
+            model_setup.save_imported_model(model, config, workdir, teacher_info=teacher_info)
             batch = next(iter(pipeline.test_batches(config, batch_size=4)))
             folder = module_tmp_path / f"images_{method}"
             folder.mkdir()

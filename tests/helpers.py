@@ -53,10 +53,9 @@ def make_unwritable(directory, monkeypatch):
         os.chmod(directory, 0o555)
 
 
-def fill_bank(model, images) -> np.ndarray:
-    """RGPKD: fills its prompt bank from `images` (dataset indices 0..n-1), as the one pass over
-    the training split does; other methods: nothing. Returns the indices to pass with `images`."""
+def prepare_on(model, images) -> np.ndarray:
+    """Prepares the method from `images` (dataset indices 0..n-1) as from the training split
+    (`Method.prepare`: RGPKD fills its prompt bank). Returns the indices to pass with `images`."""
     indices = np.arange(len(images), dtype=np.int32)
-    if hasattr(model, "build_bank"):
-        model.build_bank([{"image": np.asarray(images), "index": indices}])
+    model.prepare(lambda: [{"image": np.asarray(images), "index": indices}])
     return indices

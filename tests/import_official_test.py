@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from rgpkd_jax import checkpointing, evaluate
+from rgpkd_jax import evaluate, model_setup
 from tests.helpers import REPO, import_oracle, tiny_config
 torch = import_oracle("torch")  # the official modules are built in torch
 
@@ -33,7 +33,7 @@ def test_official_checkpoint_imports_into_a_workdir_and_evaluates(tmp_path, synt
     assert "--mode eval" in result.stdout
     assert os.path.exists(workdir / evaluate.THRESHOLD_FILE)
 
-    model, _, step = checkpointing.load_trained_model(config, str(workdir))
+    model, _, step = model_setup.load_trained_model(config, str(workdir))
     assert step == 0
     taps = _teacher_taps()
     with torch.no_grad():

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rgpkd_jax import checkpointing, metric_writer, sharding, teacher_cache, train
+from rgpkd_jax import metric_writer, model_setup, sharding, teacher_cache, train
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models import TRAINABLE
 from tests.helpers import tiny_config
@@ -33,7 +33,7 @@ def _train(tmp_path, method, mode, synthetic_data_dir, **train_options):
     config.train.update(train_options)
     workdir = str(tmp_path / f"{method}_{mode}")
     train.train_and_evaluate(config, workdir, evaluate_after=False)
-    model, _, step = checkpointing.load_trained_model(config, workdir)
+    model, _, step = model_setup.load_trained_model(config, workdir)
     with open(f"{workdir}/run_info.json") as f:
         resolved = json.load(f)["teacher_cache"]
     losses = [r["loss"] for r in metric_writer.read_metrics(workdir)]
@@ -63,7 +63,7 @@ def test_cached_teacher_trains_bit_identically(tmp_path, synthetic_data_dir, met
 
 def test_cache_rows_are_the_teacher_features_of_each_index(synthetic_data_dir):
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
-    model, _ = checkpointing.setup_model(config)
+    model, _ = model_setup.setup_model(config)
     num_train = pipeline.num_examples(config, "train")
     levels = teacher_cache.compute(model, config, num_train)
     batch = next(pipeline.train_iterator(config, seed=1))  # shuffled: indices out of order
@@ -84,7 +84,7 @@ def test_explicit_cache_is_refused_with_a_data_source_override(tmp_path, synthet
     (4.0, 4.0, "device"), (1.0, 4.0, "host"), (1.0, 1.0, "off")])
 def test_auto_picks_by_the_budgets(synthetic_data_dir, device_mib, host_mib, expected):
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
-    model, _ = checkpointing.setup_model(config)
+    model, _ = model_setup.setup_model(config)
     # ResNet18 at 64 px: 64x16x16 + 128x8x8 + 256x4x4 float32 = 112 KiB per image.
     assert teacher_cache.bytes_per_image(model, 64) == (64 * 256 + 128 * 64 + 256 * 16) * 4
     config.train.teacher_cache = "auto"
@@ -109,7 +109,7 @@ def test_resumed_cached_run_matches_an_uninterrupted_uncached_run(tmp_path, synt
         train.train_and_evaluate(config, resumed, evaluate_after=False)
     losses = {w: [r["loss"] for r in metric_writer.read_metrics(w)] for w in (straight, resumed)}
     assert len(losses[straight]) == 6 and losses[resumed] == losses[straight]
-    (a, _, step_a), (b, _, step_b) = (checkpointing.load_trained_model(config, w) for w in (straight, resumed))
+    (a, _, step_a), (b, _, step_b) = (model_setup.load_trained_model(config, w) for w in (straight, resumed))
     assert step_a == step_b == 6
     for x, y in zip(jax.tree.leaves(nnx.state(a, TRAINABLE)), jax.tree.leaves(nnx.state(b, TRAINABLE))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rgpkd_jax import checkpointing, metric_writer, models, train
+from rgpkd_jax import metric_writer, model_setup, models, train, train_loop, train_state
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models.prompt import PromptBank
-from tests.helpers import fill_bank, tiny_config
+from tests.helpers import prepare_on, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +30,7 @@ def _losses(workdir):
 
 
 def _final_params(workdir, config):
-    model, _, step = checkpointing.load_trained_model(config, workdir)
+    model, _, step = model_setup.load_trained_model(config, workdir)
     return step, nnx.to_pure_dict(nnx.state(model))
 
 
@@ -46,7 +46,7 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     assert jax.device_count() == int(sys.argv[1]), jax.devices()
     from rgpkd_jax import metric_writer, train
-    from tests.helpers import fill_bank, tiny_config
+    from tests.helpers import prepare_on, tiny_config
     out = {}
     for method in ("rd4ad", "sk_rd4ad", "rgpkd"):
         workdir = os.path.join(sys.argv[2], method)
@@ -149,10 +149,10 @@ def test_seed_determines_the_loss_trajectory(tmp_path, synthetic_data_dir):
 @pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
 def test_teacher_is_unchanged_by_training(tmp_path, synthetic_data_dir, method):
     config = tiny_config(method, data_dir=synthetic_data_dir, epochs=1)
-    model, _ = checkpointing.setup_model(config)
+    model, _ = model_setup.setup_model(config)
     before = nnx.to_pure_dict(nnx.state(model.teacher))
     train.train_and_evaluate(config, str(tmp_path), evaluate_after=False)
-    after_model, _, _ = checkpointing.load_trained_model(config, str(tmp_path))
+    after_model, _, _ = model_setup.load_trained_model(config, str(tmp_path))
     after = nnx.to_pure_dict(nnx.state(after_model.teacher))
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(before), jax.tree.leaves(after)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
@@ -178,12 +178,12 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir, epochs=2, checkpoint_every_steps=2,
                          log_every_steps=1)
     make = lambda: pipeline.train_iterator(config, seed=config.seed)  # noqa: E731
-    with pytest.raises(train.NonFiniteLossError, match=r"at step 5.*checkpoint \(step 4\)"):
+    with pytest.raises(train_loop.NonFiniteLossError, match=r"at step 5.*checkpoint \(step 4\)"):
         train.train_and_evaluate(config, str(tmp_path), evaluate_after=False,
                                  data_source=lambda: _PoisonedIterator(make(), 4))
-    _, _, step = checkpointing.load_trained_model(config, str(tmp_path))
+    _, _, step = model_setup.load_trained_model(config, str(tmp_path))
     assert step == 4
-    params = nnx.to_pure_dict(nnx.state(checkpointing.load_trained_model(config, str(tmp_path))[0]))
+    params = nnx.to_pure_dict(nnx.state(model_setup.load_trained_model(config, str(tmp_path))[0]))
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 
@@ -204,15 +204,15 @@ def test_train_step_donates_only_what_training_changes(tmp_path, method):
     config = tiny_config(method, data_dir=tmp_path)
     model = models.build_model(config, nnx.Rngs(0))
     images = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
-    batch = {"image": images, "index": fill_bank(model, images)}
-    graphdef, state, frozen = checkpointing.split_train_state(model, config.train, optax.constant_schedule(1e-3))
+    batch = {"image": images, "index": prepare_on(model, images)}
+    graphdef, state, frozen = train_state.split(model, config.train, optax.constant_schedule(1e-3))
     paths = [path for path, _ in nnx.to_flat_state(state)]
     assert not [p for p in paths if "teacher" in p], "teacher variables in the donated state"
     assert not [p for p, v in nnx.to_flat_state(state) if isinstance(v, PromptBank)]
     frozen_vars = list(nnx.to_flat_state(frozen))
     assert frozen_vars and all("teacher" in p or isinstance(v, PromptBank) for p, v in frozen_vars)
     before = jax.tree.map(np.array, nnx.to_pure_dict(frozen))
-    step = train.make_train_step(graphdef)
+    step = train.make_train_step(graphdef, seed=0)
     for _ in range(2):
         state, metrics = step(state, frozen, batch)
     assert np.isfinite(float(metrics["loss"]))

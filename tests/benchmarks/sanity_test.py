@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import jobs as jobs_lib, sanity
+from rgpkd_jax import files
 
 
 def test_the_variants_cover_every_method_and_every_rgpkd_ablation_of_the_leaderboard():
@@ -33,7 +34,7 @@ def test_one_run_writes_its_record_and_the_tables_and_a_rerun_resumes(tmp_path, 
     kwargs = dict(epochs=1, image_size=64, batch_size=4, data_dir=synthetic_data_dir, log=logged.append)
     board = sanity.run_benchmark(output, variants, ["grid"], [0], **kwargs)
 
-    runs = {r["variant"]: r for r in sanity.read_runs(os.path.join(output, sanity.RUNS_FILE))}
+    runs = {r["variant"]: r for r in files.read_json_lines(os.path.join(output, sanity.RUNS_FILE))}
     assert set(runs) == {"rgpkd", "mean_teacher_feature"} and len(logged) == 2
     baseline = runs["mean_teacher_feature"]
     assert baseline["curve"] == [] and 0.0 <= baseline["metrics"]["pixel_auroc_level3"] <= 1.0
@@ -61,7 +62,7 @@ def test_one_run_writes_its_record_and_the_tables_and_a_rerun_resumes(tmp_path, 
 
     # A rerun with the same settings trains nothing; other settings are other runs.
     sanity.run_benchmark(output, variants, ["grid"], [0], **kwargs)
-    assert len(logged) == 2 and len(sanity.read_runs(os.path.join(output, sanity.RUNS_FILE))) == 2
+    assert len(logged) == 2 and len(files.read_json_lines(os.path.join(output, sanity.RUNS_FILE))) == 2
 
 
 def test_summary_is_mean_and_sample_std_over_categories_and_seeds():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rgpkd_jax import checkpointing, evaluate, metric_writer, train
+from rgpkd_jax import evaluate, metric_writer, model_setup, train
 from rgpkd_jax.metrics import summary
 from rgpkd_jax.models import build_model, set_compute_dtype
 from tests.helpers import tiny_config
@@ -48,7 +48,7 @@ def test_bfloat16_features_and_loss_are_close_to_float32(method, tmp_path):
     indices = jnp.arange(4)
     if method == "rgpkd":
         for m in (model, low):
-            m.build_bank([{"image": np.asarray(images), "index": np.arange(4, 8)}])
+            m.prepare(lambda: [{"image": np.asarray(images), "index": np.arange(4, 8)}])
     full = model(images, train=False, indices=indices)
     half = low(images, train=False, indices=indices)
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(half)):
@@ -95,7 +95,7 @@ def test_bfloat16_training_and_evaluation_within_tolerance_of_float32(tmp_path, 
     np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=LOSS_CURVE_RELATIVE)
 
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir, epochs=2)
-    model, _, _ = checkpointing.load_trained_model(config, str(tmp_path / "float32"))
+    model, _, _ = model_setup.load_trained_model(config, str(tmp_path / "float32"))
     metrics = {}
     for dtype in ("float32", "bfloat16"):
         set_compute_dtype(model, dtype)

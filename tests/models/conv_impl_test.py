@@ -144,7 +144,7 @@ def test_xla_and_cpu_give_the_same_values_in_float64(method):
             model = MODELS[method](ops)
             set_compute_dtype(model, "float64")
             if method == "rgpkd":
-                model.build_bank([{"image": np.asarray(images), "index": np.arange(4)}])
+                model.prepare(lambda: [{"image": np.asarray(images), "index": np.arange(4)}])
             results.append(_train_forward_and_gradients(model, images, indices))
         xla, cpu = results
     for leaf in jax.tree.leaves(xla):

@@ -17,7 +17,7 @@ from flax import nnx
 from rgpkd_jax.models import TRAINABLE, build_model
 from rgpkd_jax.preflight import check_config_values
 from rgpkd_jax.config_files import ConfigError
-from tests.helpers import fill_bank, tiny_config
+from tests.helpers import prepare_on, tiny_config
 
 FLOAT64_RELATIVE = 1e-10
 
@@ -26,7 +26,7 @@ def _loss_gradients_and_stats(config, images):
     """(loss, gradients, BN statistics after the step, jaxpr of the step) of the training forward
     and backward as the train step computes them (`rgpkd_jax.train.make_train_step`), in float64."""
     model = build_model(config, nnx.Rngs(0))
-    indices = fill_bank(model, images)
+    indices = prepare_on(model, images)
     graphdef, state = nnx.split(model)
 
     def step(state):

@@ -99,7 +99,7 @@ def test_every_level_has_the_teacher_shape_at_256px(switches):
 @pytest.mark.parametrize("student_encoder", ["own", "teacher"])
 def test_train_step_changes_only_the_student(images, student_encoder):
     model = tiny(top_k=2, student_encoder=student_encoder)
-    model.build_bank(bank_batches(images))
+    model.prepare(lambda: bank_batches(images))
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=TRAINABLE)
     before = flat(host_copy(nnx.state(model)))
     batch, indices = jnp.asarray(images[:4]), jnp.asarray(DATASET_INDICES[:4])
@@ -143,7 +143,7 @@ def test_train_step_changes_only_the_student(images, student_encoder):
 def test_retrieval_excludes_self_in_training_and_finds_self_at_test(images, teacher_features):
     top_k = 2
     model = tiny(top_k=top_k)
-    model.build_bank(bank_batches(images))
+    model.prepare(lambda: bank_batches(images))
     bank = model.prompts
     np.testing.assert_array_equal(bank.entry_indices[...], DATASET_INDICES)
 
@@ -169,7 +169,7 @@ def test_retrieval_excludes_self_in_training_and_finds_self_at_test(images, teac
 def test_prompts_steer_the_test_time_output_and_vanish_when_off(images):
     # (Their use in training shows in the train-step test: the fusion parameters get gradients.)
     with_prompts = tiny()
-    with_prompts.build_bank(bank_batches(images))
+    with_prompts.prepare(lambda: bank_batches(images))
     forward = nnx.jit(lambda m, x, i: m(x, train=False, indices=i).student)
     batch = jnp.asarray(images[:2])
     original = forward(with_prompts, batch, None)
@@ -183,14 +183,14 @@ def test_prompts_steer_the_test_time_output_and_vanish_when_off(images):
     assert without.prompts is None
     assert jax.tree.leaves(nnx.state(without, PromptBank)) == []
     assert not any(isinstance(node, CrossAttentionFusion) for _, node in nnx.iter_graph(without))
-    without.build_bank(iter(()))  # a no-op: nothing to fill
+    without.prepare(lambda: pytest.fail("read the training split with prompts off"))  # nothing to fill
     features = traced(without, batch, train=True)  # no bank and no indices needed
     assert [f.shape for f in features.student] == [f.shape for f in features.teacher]
 
 
 def test_bank_size_and_dtype_bound_the_bank(images, teacher_features):
     model = tiny(bank_size=3, bank_dtype="float16", bank_seed=1)
-    model.build_bank(bank_batches(images))
+    model.prepare(lambda: bank_batches(images))
     bank = model.prompts
     assert bank.size == 3
     assert set(np.asarray(bank.entry_indices[...])) <= set(DATASET_INDICES)
@@ -257,9 +257,9 @@ def test_own_encoder_skips_switch_removes_the_encoder_concatenation(images):
 
 def test_bad_inputs_get_clear_errors(images):
     model = tiny()
-    with pytest.raises(ValueError, match="build_bank"):
+    with pytest.raises(ValueError, match=r"model\.prepare"):
         traced(model, images[:2], train=False)
-    model.build_bank(bank_batches(images))
+    model.prepare(lambda: bank_batches(images))
     with pytest.raises(ValueError, match="index"):
         traced(model, images[:2], train=True)
     with pytest.raises(ValueError, match="multiples of 32"):
