@@ -16,7 +16,8 @@ from flax import nnx
 from rgpkd_jax import checkpointing, run_info, train_state
 from rgpkd_jax import teacher as teacher_lib
 from rgpkd_jax.data import pipeline
-from rgpkd_jax.models import build_model
+from rgpkd_jax.models import build_model, model_class
+from rgpkd_jax.models.rd4ad import RD4AD
 from rgpkd_jax.models.official_checkpoint import load_official_rd4ad
 
 
@@ -74,7 +75,7 @@ def save_imported_model(model, config, workdir: str, *, teacher_info: dict) -> N
 def import_official_rd4ad(config, workdir: str, path: str):
     """An official RD4AD / SK-RD4AD checkpoint (``{'bn', 'decoder'}`` .pth) as the workdir's
     checkpoint for ``config``; returns the model (the caller writes its threshold)."""
-    if config.method not in ("rd4ad", "sk_rd4ad"):
+    if model_class(config.method) is not RD4AD:
         raise ValueError(f"an official RD4AD checkpoint needs an RD4AD or SK-RD4AD config, not "
                          f"method={config.method!r} (use configs/rd4ad.py or configs/sk_rd4ad.py)")
     model, teacher_info = setup_model(config)

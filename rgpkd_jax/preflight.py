@@ -13,7 +13,7 @@ import ml_collections
 import rgpkd_jax.data as data_lib
 from rgpkd_jax import teacher, teacher_cache
 from rgpkd_jax.config_files import ConfigError
-from rgpkd_jax.models import METHODS
+from rgpkd_jax.models import list_methods
 from rgpkd_jax.models.remat import REMAT_MODES
 
 TRAINING_MODES = ("train", "train_eval")
@@ -36,8 +36,8 @@ def check_run(config: ml_collections.ConfigDict, mode: str) -> None:
 
 def check_config_values(config: ml_collections.ConfigDict) -> None:
     problems = []
-    if config.method not in METHODS:
-        problems.append(f"method={config.method!r} is not one of {METHODS}")
+    if config.method not in list_methods():
+        problems.append(f"method={config.method!r} is not one of {list(list_methods())}")
     for key in _POSITIVE_INTEGERS:
         value = _get(config, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -34,3 +34,33 @@ def test_bad_overrides_name_the_key(override, message):
     config = load_config(os.path.join(REPO, "configs", "rd4ad.py"))
     with pytest.raises(ConfigError, match=message):
         apply_overrides(config, [override])
+
+
+def test_layers_apply_in_order_and_lock_the_config():
+    """Method defaults, then the argument's dataset, then tiny, then the method's own tiny; after
+    the method layer no key can be added, so a mistyped key in a later layer is an error."""
+    from rgpkd_jax import config_base
+
+    def defaults(c):
+        c.model.width = 64
+        c.dataset.image_size = 128
+
+    def tiny(c):
+        c.model.width = 16
+
+    plain = config_base.build("rd4ad", "visa/pcb1", defaults=defaults, tiny=tiny)
+    assert (plain.dataset.name, plain.dataset.category, plain.dataset.image_size) == ("visa", "pcb1", 128)
+    assert plain.model.width == 64
+    shrunk = config_base.build("rd4ad", "visa/pcb1,tiny", defaults=defaults, tiny=tiny)
+    assert shrunk.dataset.image_size == 64 and shrunk.model.width == 16 and shrunk.teacher.arch == "resnet18"
+    with pytest.raises(AttributeError, match="widht"):
+        config_base.build("rd4ad", "visa/pcb1,tiny", defaults=defaults, tiny=lambda c: setattr(c.model, "widht", 8))
+    with pytest.raises(AttributeError):
+        plain.train.epoch = 3
+
+
+def test_tiny_shrinks_the_demo_config_too():
+    demo = load_config(os.path.join(REPO, "configs", "demo.py"))
+    tiny = load_config(os.path.join(REPO, "configs", "demo.py:synthetic/grid,tiny"))
+    assert (demo.dataset.image_size, demo.train.epochs) == (128, 20)
+    assert (tiny.dataset.image_size, tiny.train.epochs) == (64, 2)

@@ -22,9 +22,8 @@ from rgpkd_jax import evaluate, exporting, files, model_setup, predict
 from rgpkd_jax.data import pipeline, preprocess
 from rgpkd_jax.deploy import artefact, images as deploy_images
 from rgpkd_jax.deploy.predictor import Predictor
-from tests.helpers import REPO, tiny_config
+from tests.helpers import METHODS, REPO, tiny_config
 
-METHODS = ("rd4ad", "sk_rd4ad", "rgpkd")
 BLOCKED = ("jax", "jaxlib", "flax", "optax", "orbax", "tensorflow_datasets", "matplotlib", "absl")
 
 

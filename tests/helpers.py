@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 from rgpkd_jax.config_files import load_config
+from rgpkd_jax.models import list_methods
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every registered method: cross-method tests parametrize over it (tests/method_coverage_test.py
+# fails on a hard-coded list), so a new method is tested without touching the tests.
+METHODS = list_methods()
 
 
 def tiny_config(method: str, *, data_dir: str, category: str | None = None, seed: int = 0,
@@ -51,6 +55,13 @@ def make_unwritable(directory, monkeypatch):
         monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
     else:
         os.chmod(directory, 0o555)
+
+
+def training_loss(model, images, indices, seed: int = 0):
+    """(loss, terms) of one training step's objective on `images`, as `rgpkd_jax.train`'s step
+    computes it (`Method.training_loss`, with a key of `seed`)."""
+    import jax
+    return model.training_loss({"image": images, "index": indices}, rng=jax.random.key(seed))
 
 
 def prepare_on(model, images) -> np.ndarray:

@@ -20,7 +20,7 @@ from flax import nnx
 from rgpkd_jax import metric_writer, model_setup, models, train, train_loop, train_state
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models.prompt import PromptBank
-from tests.helpers import prepare_on, tiny_config
+from tests.helpers import METHODS, prepare_on, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,9 +46,10 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     assert jax.device_count() == int(sys.argv[1]), jax.devices()
     from rgpkd_jax import metric_writer, train
-    from tests.helpers import prepare_on, tiny_config
+    from rgpkd_jax.models import list_methods
+    from tests.helpers import tiny_config
     out = {}
-    for method in ("rd4ad", "sk_rd4ad", "rgpkd"):
+    for method in list_methods():
         workdir = os.path.join(sys.argv[2], method)
         config = tiny_config(method, data_dir=sys.argv[3], epochs=1, batch_size=8, log_every_steps=1)
         config.model.compute_dtype = "float64"
@@ -146,7 +147,7 @@ def test_seed_determines_the_loss_trajectory(tmp_path, synthetic_data_dir):
     assert not np.allclose(first, other)
 
 
-@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+@pytest.mark.parametrize("method", METHODS)
 def test_teacher_is_unchanged_by_training(tmp_path, synthetic_data_dir, method):
     config = tiny_config(method, data_dir=synthetic_data_dir, epochs=1)
     model, _ = model_setup.setup_model(config)
@@ -195,7 +196,7 @@ def test_profile_dir_writes_a_trace_of_a_few_steps(tmp_path, synthetic_data_dir)
     assert traces, "no profiler trace written"
 
 
-@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+@pytest.mark.parametrize("method", METHODS)
 def test_train_step_donates_only_what_training_changes(tmp_path, method):
     """The step's donated state holds no teacher variable and no prompt bank; those come in a
     separate argument that the step reads, leaves valid (not donated) and unchanged."""

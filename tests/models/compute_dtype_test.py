@@ -16,7 +16,7 @@ from flax import nnx
 from rgpkd_jax import evaluate, metric_writer, model_setup, train
 from rgpkd_jax.metrics import summary
 from rgpkd_jax.models import build_model, set_compute_dtype
-from tests.helpers import tiny_config
+from tests.helpers import METHODS, prepare_on, tiny_config
 
 METRIC_TOLERANCE = 0.01   # image/pixel AUROC and AU-PRO of one model evaluated in each dtype
 MAP_CORRELATION = 0.99    # Pearson correlation of its anomaly maps in the two dtypes
@@ -41,14 +41,13 @@ def _pair(method, data_dir):
     return config, model, low
 
 
-@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+@pytest.mark.parametrize("method", METHODS)
 def test_bfloat16_features_and_loss_are_close_to_float32(method, tmp_path):
     config, model, low = _pair(method, tmp_path)
     images = jax.random.normal(jax.random.key(0), (4, 64, 64, 3))
     indices = jnp.arange(4)
-    if method == "rgpkd":
-        for m in (model, low):
-            m.prepare(lambda: [{"image": np.asarray(images), "index": np.arange(4, 8)}])
+    for m in (model, low):  # a bank of other images (RGPKD): retrieval must not find the image itself
+        prepare_on(m, np.asarray(jax.random.normal(jax.random.key(1), (4, 64, 64, 3))))
     full = model(images, train=False, indices=indices)
     half = low(images, train=False, indices=indices)
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(half)):

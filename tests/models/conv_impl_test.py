@@ -25,10 +25,8 @@ import pytest
 from flax import nnx
 
 from rgpkd_jax import torch_state
-from rgpkd_jax.models import TRAINABLE, build_model, conv_ops, set_compute_dtype
-from rgpkd_jax.models.rd4ad import RD4AD
-from rgpkd_jax.models.rgpkd import RGPKD
-from tests.helpers import tiny_config
+from rgpkd_jax.models import TRAINABLE, build_model, conv_ops, model_class, set_compute_dtype
+from tests.helpers import METHODS, prepare_on, tiny_config, training_loss
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 F64_RTOL = 1e-10
@@ -37,11 +35,11 @@ F64_RTOL = 1e-10
 # this fraction of the largest gradient entry of the whole model.
 SCALE_FLOOR = 1e-3
 
-MODELS = {
-    "rd4ad": lambda ops: RD4AD("resnet18", rngs=nnx.Rngs(0), skips=True, consistency_rate=0.05,
-                               ops=ops),
-    "rgpkd": lambda ops: RGPKD("resnet18", rngs=nnx.Rngs(0), base_width=8, ops=ops),
-}
+
+
+def _model(method: str, ops: conv_ops.XlaLayers):
+    """The method's tiny model, every layer built by `ops`."""
+    return model_class(method).from_config(tiny_config(method, data_dir="unused"), rngs=nnx.Rngs(0), ops=ops)
 
 
 def test_auto_is_cpu_on_a_cpu_backend_and_unknown_values_are_errors():
@@ -53,7 +51,7 @@ def test_auto_is_cpu_on_a_cpu_backend_and_unknown_values_are_errors():
         conv_ops.resolve("cudnn")
 
 
-@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+@pytest.mark.parametrize("method", METHODS)
 def test_build_model_resolves_conv_impl_once_and_records_it(method):
     config = tiny_config(method, data_dir="unused")
     assert config.model.conv_impl == "auto"
@@ -73,7 +71,7 @@ def test_build_model_resolves_conv_impl_once_and_records_it(method):
         build_model(config, nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("conv_impl", ["xla", "cpu"])
 def test_bn_running_var_reaches_every_batch_norm(method, conv_impl):
     config = tiny_config(method, data_dir="unused")
@@ -89,10 +87,10 @@ def test_bn_running_var_reaches_every_batch_norm(method, conv_impl):
         build_model(config, nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+@pytest.mark.parametrize("method", METHODS)
 def test_both_implementations_build_the_same_tree(method):
     """Same paths, shapes, dtypes and initial values; the same torch names for convert.py."""
-    xla, cpu = (nnx.eval_shape(lambda: MODELS[method](ops))
+    xla, cpu = (nnx.eval_shape(lambda: _model(method, ops))
                 for ops in (conv_ops.XlaLayers(), conv_ops.CpuLayers()))
     a, b = nnx.to_pure_dict(nnx.state(xla)), nnx.to_pure_dict(nnx.state(cpu))
     assert jax.tree.structure(a) == jax.tree.structure(b)
@@ -101,7 +99,7 @@ def test_both_implementations_build_the_same_tree(method):
 
 
 def test_both_implementations_draw_the_same_initial_values():
-    xla, cpu = (MODELS["rd4ad"](ops) for ops in (conv_ops.XlaLayers(), conv_ops.CpuLayers()))
+    xla, cpu = (_model("rd4ad", ops) for ops in (conv_ops.XlaLayers(), conv_ops.CpuLayers()))
     jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(xla)),
                  nnx.to_pure_dict(nnx.state(cpu)))
 
@@ -115,44 +113,40 @@ def _assert_trees_close(actual, expected, rtol, floor=0.0):
 
 
 def _train_forward_and_gradients(model, images, indices):
-    """Loss, features, TRAINABLE gradients and the BN running statistics after one training
+    """Loss and its terms, TRAINABLE gradients and the BN running statistics after one training
     forward: everything a train step computes before the optimiser."""
 
     @nnx.jit
     def step(model, images):
-        def loss_fn(m):
-            features = m(images, train=True, indices=indices)
-            return m.loss(features, images)[0], features
-        (loss, features), grads = nnx.value_and_grad(
-            loss_fn, argnums=nnx.DiffState(0, TRAINABLE), has_aux=True)(model)
-        return loss, features, grads
+        (loss, terms), grads = nnx.value_and_grad(
+            lambda m: training_loss(m, images, indices), argnums=nnx.DiffState(0, TRAINABLE), has_aux=True)(model)
+        return loss, terms, grads
 
-    loss, features, grads = step(model, images)
-    return jax.tree.map(np.asarray, dict(loss=loss, features=features, grads=nnx.to_pure_dict(grads),
+    loss, terms, grads = step(model, images)
+    return jax.tree.map(np.asarray, dict(loss=loss, terms=terms, grads=nnx.to_pure_dict(grads),
                                          stats=nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))))
 
 
-@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+@pytest.mark.parametrize("method", METHODS)
 def test_xla_and_cpu_give_the_same_values_in_float64(method):
-    """A batch of 4 (two kernel-gradient chunks of 2) at 64 px, in float64: features, loss,
+    """A batch of 4 (two kernel-gradient chunks of 2) at 64 px, in float64: the loss and its terms,
     gradients and updated BN running statistics agree to F64_RTOL (module docstring)."""
     with jax.enable_x64(True):
         images = jax.random.normal(jax.random.key(0), (4, 64, 64, 3), jnp.float64)
         indices = jnp.arange(4)
         results = []
         for ops in (conv_ops.XlaLayers(), conv_ops.CpuLayers()):
-            model = MODELS[method](ops)
+            model = _model(method, ops)
             set_compute_dtype(model, "float64")
-            if method == "rgpkd":
-                model.prepare(lambda: [{"image": np.asarray(images), "index": np.arange(4)}])
+            prepare_on(model, np.asarray(images))
             results.append(_train_forward_and_gradients(model, images, indices))
         xla, cpu = results
     for leaf in jax.tree.leaves(xla):
         assert leaf.dtype == np.float64
     floor = SCALE_FLOOR * max(float(np.abs(g).max()) for g in jax.tree.leaves(xla["grads"]))
     _assert_trees_close(cpu["grads"], xla["grads"], F64_RTOL, floor)
-    _assert_trees_close({k: cpu[k] for k in ("loss", "features", "stats")},
-                        {k: xla[k] for k in ("loss", "features", "stats")}, F64_RTOL)
+    _assert_trees_close({k: cpu[k] for k in ("loss", "terms", "stats")},
+                        {k: xla[k] for k in ("loss", "terms", "stats")}, F64_RTOL)
     # The training forward did update the running statistics (their means start at 0).
     assert any(np.abs(m).max() > 0 for m in jax.tree.leaves(xla["stats"]))
 

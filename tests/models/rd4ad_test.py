@@ -40,7 +40,7 @@ SPEC_SHAPES_256 = {
 SPEC_EMBEDDING_256 = {"wide_resnet50_2": (8, 8, 2048), "resnet18": (8, 8, 512)}
 
 
-@pytest.mark.parametrize("skips", [False, True], ids=["rd4ad", "sk_rd4ad"])
+@pytest.mark.parametrize("skips", [False, True], ids=["rd4ad", "sk_rd4ad"])  # method subset: RD4AD's class
 @pytest.mark.parametrize("arch", sorted(SPEC_SHAPES_256))
 def test_shapes_at_256px_match_spec(arch, skips):
     model = _abstract(arch, skips=skips)

@@ -67,7 +67,7 @@ def _teacher_taps(seed=2, batch=2):
             for s, c in ((16, 64), (8, 128), (4, 256))]
 
 
-@pytest.mark.parametrize("skips", [False, True], ids=["rd4ad", "sk_rd4ad"])
+@pytest.mark.parametrize("skips", [False, True], ids=["rd4ad", "sk_rd4ad"])  # method subset: RD4AD's class
 def test_resnet18_official_state_dict_converts_to_equal_outputs(torch_resnet18, skips):
     tbn, tdec = torch_resnet18
     model = _abstract("resnet18", skips=skips)

@@ -17,7 +17,7 @@ from flax import nnx
 from rgpkd_jax.models import TRAINABLE, build_model
 from rgpkd_jax.preflight import check_config_values
 from rgpkd_jax.config_files import ConfigError
-from tests.helpers import prepare_on, tiny_config
+from tests.helpers import METHODS, prepare_on, tiny_config, training_loss
 
 FLOAT64_RELATIVE = 1e-10
 
@@ -31,7 +31,7 @@ def _loss_gradients_and_stats(config, images):
 
     def step(state):
         model = nnx.merge(graphdef, state)
-        loss, grads = nnx.value_and_grad(lambda m: m.loss(m(images, train=True, indices=indices), images)[0],
+        loss, grads = nnx.value_and_grad(lambda m: training_loss(m, images, indices)[0],
                                          argnums=nnx.DiffState(0, TRAINABLE))(model)
         return loss, grads, nnx.state(model, nnx.BatchStat)
 
@@ -39,7 +39,7 @@ def _loss_gradients_and_stats(config, images):
 
 
 # SK-RD4AD runs the same `Decoder.run_blocks` as RD4AD (its skips add between stages).
-@pytest.mark.parametrize("method", ["rd4ad", "rgpkd"])
+@pytest.mark.parametrize("method", METHODS)
 def test_remat_decoder_gives_the_same_loss_gradients_and_statistics(tmp_path, method):
     images = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
     results = {}
