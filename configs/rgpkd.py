@@ -31,7 +31,7 @@ def _defaults(c):
     # (docs/rgpkd.md "Sanity check"); it is --config.train.learning_rate=1e-3 --config.train.b1=0.9
     # --config.train.schedule=warmup_linear_decay --config.train.warmup_epochs=10.
     c.train.optimizer = "adam"
-    c.eval.reconstruction_weight = 0.0
+    c.eval.reconstruction_weight = 0.0  # RGPKD's map: RD4AD's + this x its reconstruction error
 
 
 def _tiny(c):

@@ -125,7 +125,6 @@ def base_config(method: str) -> ml_collections.ConfigDict:
         image_score_decimals=-1,
         fpr_limit=0.3,             # AU-PRO integration limit (official MVTec: 0.3)
         rd4ad_per_image_aupro=True,  # also report the RD4AD-code variant (labelled as such)
-        reconstruction_weight=0.0,   # RGPKD: add this x reconstruction-error map
         num_visualise=8,           # images per kind (good / defective) in the PNG sheet
         threshold_quantile=0.99,   # predict: decision threshold from normal training images
     ))

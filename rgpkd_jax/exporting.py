@@ -43,6 +43,10 @@ ONNX_OPSET = 23
 JAX2ONNX_INSTALL = ("pip install -e '.[export]' && pip install --no-deps jax2onnx==0.17.1 "
                     "(README, 'Deploy': why --no-deps)")
 
+# config.eval keys that do not shape the exported function's maps and scores.
+_NOT_MAP_SETTINGS = ("batch_size", "image_score_decimals", "fpr_limit", "rd4ad_per_image_aupro",
+                     "num_visualise", "threshold_quantile")
+
 MapFunction = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 
@@ -70,8 +74,8 @@ def describe(config, *, teacher_info: dict, step: int, threshold: dict) -> dict:
         "input": {"name": artefact.INPUT_NAME, "shape": ["batch", height, width, 3], "dtype": "float32"},
         "outputs": {artefact.OUTPUT_NAMES[0]: ["batch", height, width], artefact.OUTPUT_NAMES[1]: ["batch"]},
         "preprocessing": artefact.preprocessing(config.dataset.image_size),
-        "anomaly_map": {"sigma": ec.sigma, "combine": ec.combine, "score": ec.score, "topk": ec.topk,
-                        "reconstruction_weight": ec.reconstruction_weight},
+        # The map settings, the method's own included (e.g. RGPKD's eval.reconstruction_weight).
+        "anomaly_map": {k: v for k, v in ec.items() if k not in _NOT_MAP_SETTINGS},
         "threshold": threshold, "teacher": teacher_info, "checkpoint_step": int(step),
         "batch_size": int(ec.batch_size),
         "versions": _versions("rgpkd_jax", "jax", "jaxlib", "flax", "numpy"),
