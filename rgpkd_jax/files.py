@@ -3,7 +3,8 @@
 Every output of the library and the benchmarks (JSON, CSV, Markdown, PNG) goes through
 :func:`atomic_write`, every folder written as a whole (a converted teacher, an extracted dataset)
 through :func:`staged_dir`. The temporary name is unique per call (not per path), so two processes
-that write the same file or folder never share a temporary.
+that write the same file or folder never share a temporary. It imports no more than numpy: the
+JAX-free deployed predictor (`rgpkd_jax.deploy`) writes through it too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 import numpy as np
-from absl import logging
 
 CHUNK = 1 << 20
 
@@ -77,23 +77,22 @@ def staged_dir(final_dir: str | os.PathLike, *, replace: bool = False) -> Iterat
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     with temporary_dir_beside(final_dir) as staging:
         yield staging
-        if not _move_into_place(staging, final_dir, replace=replace):
-            logging.info("%s was written meanwhile by another process; keeping it", final_dir)
+        _move_into_place(staging, final_dir, replace=replace)
 
 
-def _move_into_place(staging: Path, final_dir: Path, *, replace: bool) -> bool:
-    """Renames ``staging`` to ``final_dir``; False if an existing one was kept (``replace=False``)."""
+def _move_into_place(staging: Path, final_dir: Path, *, replace: bool) -> None:
+    """Renames ``staging`` to ``final_dir``, or leaves it where an existing one is kept."""
     asides = []
     try:
         while True:
             try:
                 os.rename(staging, final_dir)
-                return True
+                return
             except OSError as error:
                 if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
             if not replace:
-                return False
+                return
             aside = final_dir.with_name(f".{final_dir.name}.{uuid.uuid4().hex[:12]}.old")
             with contextlib.suppress(FileNotFoundError):  # another writer moved it aside first
                 os.rename(final_dir, aside)
