@@ -154,12 +154,10 @@ def format_summary(result: dict) -> str:
     # The random-teacher warning speaks of "the scores below": it goes above them.
     lines = ["WARNING: " + result["warning"]] if result.get("warning") else []
     lines += [f"{result['method']} on {result['dataset']}/{result['category']} "
-              f"({result['num_test_images']} test images):",
-              f"  image AUROC              {m['image_auroc']:.4f}"]
-    for key, name in (("pixel_auroc", "pixel AUROC"), ("aupro", "AU-PRO (official)"),
-                      ("aupro_rd4ad_per_image", "AUPRO (RD4AD per-image)")):
+              f"({result['num_test_images']} test images):"]
+    for key, label in summary.METRIC_LABELS.items():
         if key in m:  # pixel metrics need masks: image-label-only datasets have none
-            lines.append(f"  {name:<24} {m[key]:.4f}")
+            lines.append(f"  {label:<24} {m[key]:.4f}")
     if m.get("aupro_rd4ad_per_image/num_skipped"):
         lines.append(f"  ({m['aupro_rd4ad_per_image/num_skipped']} defective images left out of the "
                      "per-image AUPRO: aupro_rd4ad_per_image_left_out in eval_metrics.json)")

@@ -9,6 +9,7 @@ import numpy as np
 from rgpkd_jax import files
 from rgpkd_jax.deploy.images import overlay
 from rgpkd_jax.metrics import aupro, auroc
+from rgpkd_jax.metrics.summary import METRIC_LABELS
 
 SHEET_FILE = "examples.png"
 CURVES_FILE = "curves.png"
@@ -77,12 +78,13 @@ def curves_figure(predictions: dict, path: str, fpr_limit: float) -> None:
     plt = _pyplot()
     fig, (ax_roc, ax_pro) = plt.subplots(1, 2, figsize=(10, 4.5))
     fpr, tpr, _ = auroc.roc_curve(predictions["score"], predictions["label"])
-    ax_roc.plot(fpr, tpr, label=f"image AUROC {auroc.roc_auc(predictions['score'], predictions['label']):.4f}")
+    image_auroc = auroc.roc_auc(predictions["score"], predictions["label"])
+    ax_roc.plot(fpr, tpr, label=f"{METRIC_LABELS['image_auroc']} {image_auroc:.4f}")
     ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="image-level ROC")
     ax_roc.legend(loc="lower right")
     pfpr, pro = aupro.pro_curve(predictions["map"], predictions["mask"], fpr_limit=fpr_limit)
-    ax_pro.plot(pfpr, pro, label=f"AU-PRO@{fpr_limit:g} {np.trapezoid(pro, pfpr) / fpr_limit:.4f}")
+    ax_pro.plot(pfpr, pro, label=f"{METRIC_LABELS['aupro']} {np.trapezoid(pro, pfpr) / fpr_limit:.4f}")
     ax_pro.set(xlabel="false positive rate (pixels)", ylabel="per-region overlap",
                title=f"PRO curve up to FPR {fpr_limit:g}", xlim=(0, fpr_limit), ylim=(0, 1.02))
     ax_pro.legend(loc="lower right")

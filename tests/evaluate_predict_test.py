@@ -125,6 +125,17 @@ def test_evaluation_lists_images_left_out_of_the_per_image_aupro(tmp_path, monke
     assert "1 defective images left out" in evaluate.format_summary(result)
 
 
+def test_the_printed_summary_names_each_metric_present_by_its_label_in_report_order():
+    """An image-label-only dataset has no pixel metrics: their lines are left out, not printed empty."""
+    run = {"method": "rd4ad", "dataset": "d", "category": "c", "num_test_images": 4}
+    everything = {"image_auroc": 0.91234, "pixel_auroc": 0.5, "aupro": 0.25, "aupro_rd4ad_per_image": 0.75}
+    lines = evaluate.format_summary({**run, "metrics": everything}).splitlines()[1:]
+    assert lines == ["  image AUROC              0.9123", "  pixel AUROC              0.5000",
+                     "  AU-PRO (official)        0.2500", "  AUPRO (RD4AD per-image)  0.7500"]
+    assert evaluate.format_summary({**run, "metrics": {"image_auroc": 0.5}}).splitlines()[1:] == [
+        "  image AUROC              0.5000"]
+
+
 def test_each_predict_run_writes_its_own_folder(saved_workdir, tmp_path):
     config, workdir = saved_workdir
     folder = tmp_path / "first"

@@ -10,6 +10,14 @@ from rgpkd_jax.metrics.aupro import OFFICIAL_FPR_LIMIT, aupro, aupro_rd4ad_per_i
 from rgpkd_jax.metrics.auroc import as_binary, roc_auc, roc_curve
 
 GOOD = "good"
+# The headline metrics (compute_metrics' keys) in report order, and the words every printed summary
+# and figure names them by: "AU-PRO" alone would not say which of the two (metrics/aupro.py).
+METRIC_LABELS = {
+    "image_auroc": "image AUROC",
+    "pixel_auroc": "pixel AUROC",
+    "aupro": "AU-PRO (official)",
+    "aupro_rd4ad_per_image": "AUPRO (RD4AD per-image)",
+}
 # compute_metrics' key of the images left out of the RD4AD per-image AUPRO (not a number: the
 # evaluator writes it beside the metrics).
 PER_IMAGE_AUPRO_LEFT_OUT = "aupro_rd4ad_per_image/left_out"
