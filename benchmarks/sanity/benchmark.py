@@ -69,7 +69,7 @@ def run_benchmark(output_dir: str, variants: Sequence[Variant], categories: Sequ
         if (variant.name, config_key(config)) in done:
             continue
         if category not in splits:
-            splits[category] = (data.load_split(config, "train", arrays_dir), data.load_split(config, "test", arrays_dir))
+            splits[category] = tuple(data.load_split(config, split, arrays_dir) for split in ("train", "test"))
         if variant.kind == "mean_feature":
             result = run.run_mean_feature(config, *splits[category])
         else:

@@ -66,7 +66,8 @@ def test_latency_rounds_and_memory_probe_with_real_sessions(tmp_path):
 def test_a_missing_package_is_one_line_naming_it_and_the_install():
     with pytest.raises(optional.MissingPackageError) as raised:
         optional.require(("numpy", "not_installed_package_xyz"), what="this check", install="pip install xyz")
-    assert str(raised.value) == "this check needs not_installed_package_xyz, not installed here; install: pip install xyz"
+    assert str(raised.value) == ("this check needs not_installed_package_xyz, not installed here; "
+                                 "install: pip install xyz")
     optional.require(("numpy",), what="this check", install="pip install xyz")  # installed: no error
 
 
