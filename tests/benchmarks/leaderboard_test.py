@@ -50,7 +50,7 @@ def fake_board(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("board"))
     rng = np.random.default_rng(0)
     written = {}  # (dataset, category, method_label) -> {seed: metrics}
-    for method in ("rd4ad", "sk_rd4ad"):
+    for method in ("rd4ad", "sk_rd4ad"):  # method subset: a fixture of fake jobs
         for category in MVTEC:
             for seed in (0, 1, 2):
                 written.setdefault(("mvtec_ad", category, method), {})[seed] = write_fake_job(
@@ -159,7 +159,7 @@ def test_markdown_shows_mean_std_published_and_marks(fake_board):
     header_metrics = [c for c in tables.result_header("Category")]
     by_key = {(r[0], r[1]): dict(zip(header_metrics, r)) for r in table}
     for category in MVTEC:
-        for method in ("rd4ad", "sk_rd4ad"):
+        for method in ("rd4ad", "sk_rd4ad"):  # method subset: the fixture's complete methods
             cells = by_key[(category, method)]
             mean, std = _expected_cell({s: m["image_auroc"] for s, m in written[("mvtec_ad", category, method)].items()})
             assert cells["Image AUROC"] == f"{100 * mean:.2f} ± {100 * std:.2f}"
@@ -358,7 +358,7 @@ def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
                "--categories=bottle,cable", "--seeds=0,1", "--task_index=0", "--num_tasks=3"]
     listed = subprocess.run(command + ["--mode=list"], cwd=REPO, capture_output=True, text=True, check=True)
     lines = [line.split() for line in listed.stdout.splitlines()]
-    everything = jobs_lib.build_jobs(methods=["rd4ad", "rgpkd"], datasets=["mvtec_ad"],
+    everything = jobs_lib.build_jobs(methods=["rd4ad", "rgpkd"], datasets=["mvtec_ad"],  # method subset: --methods
                                      category_names=["bottle", "cable"], seeds=[0, 1])
     assert [name for _, name in lines] == [j.name for j in everything[0::3]]
     assert lines == [["finished", "rd4ad/mvtec_ad/bottle/seed0"], ["finished", "rd4ad/mvtec_ad/cable/seed1"],
