@@ -18,7 +18,7 @@ from flax import nnx
 
 from rgpkd_jax.models import TRAINABLE, set_compute_dtype
 from rgpkd_jax.models.official_checkpoint import load_official_rd4ad
-from rgpkd_jax.models.rd_pp import RDPlusPlus
+from rgpkd_jax.models.rd_pp import RDPlusPlus, projection_loss
 from rgpkd_jax.torch_state import assign_torch_state_dict, torch_layout
 from tests.helpers import import_oracle
 
@@ -125,7 +125,8 @@ def test_loss_terms_total_and_gradients_match_torch(pair):
         def total(m):
             return m.objective(jnp.asarray(images), noisy, permutation)
 
-        (loss, terms), grads = nnx.value_and_grad(total, argnums=nnx.DiffState(0, TRAINABLE), has_aux=True)(model)
+        (loss, terms), grads = nnx.jit(nnx.value_and_grad(total, argnums=nnx.DiffState(0, TRAINABLE),
+                                                          has_aux=True))(model)
     bn.train(), decoder.train()
     for module in (proj, bn, decoder):
         module.zero_grad()
@@ -156,3 +157,36 @@ def test_loss_terms_total_and_gradients_match_torch(pair):
                        f"gradient {attr}.{key}", floor)
                 compared += 1
     assert compared == sum(len(params) for params in trained.values())
+
+
+def test_projection_loss_and_gradients_match_torch_with_the_hinge_active_and_not():
+    """The three terms on inputs built so that the contrast hinge max(0, cos - 0.5) is active for
+    some samples and not for others (random networks rarely reach it), values and gradients w.r.t.
+    both projections."""
+    rng = np.random.default_rng(8)
+    spread = np.array([0.2, 0.8, 3.0, 10.0])[:, None, None, None]  # per-sample decorrelation
+    shapes = ((8, 8, 64), (4, 4, 128), (2, 2, 256))
+    noisy_teacher = [np.abs(rng.normal(size=(4, *s))) + 0.5 for s in shapes]
+    projected = [t + spread * rng.normal(size=t.shape) for t in noisy_teacher]
+    projected_noisy = [p + 0.3 * rng.normal(size=p.shape) for p in projected]
+    permutation = np.array([2, 0, 3, 1])
+    with jax.enable_x64(True):
+        def loss(p, pn):
+            return projection_loss([jnp.asarray(t) for t in noisy_teacher], pn, p, jnp.asarray(permutation))
+
+        (total, terms), (g_p, g_pn) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+            [jnp.asarray(p) for p in projected], [jnp.asarray(p) for p in projected_noisy])
+    t_p = [_nchw(p).requires_grad_() for p in projected]
+    t_pn = [_nchw(p).requires_grad_() for p in projected_noisy]
+    t_total, t_terms = torch_rd_pp.projection_loss([_nchw(t) for t in noisy_teacher], t_pn, t_p,
+                                                   torch.from_numpy(permutation))
+    t_total.backward()
+    flat = [a.reshape(4, -1) for a in (noisy_teacher[0], projected[0])]
+    cos = np.sum(flat[0] * flat[1], 1) / np.linalg.norm(flat[0], axis=1) / np.linalg.norm(flat[1], axis=1)
+    assert cos.max() > 0.6 and cos.min() < 0.4  # the hinge is on for some samples, off for others
+    for name in ("reconstruction", "contrast"):
+        _close(terms[name], _nhwc(t_terms[name]), name)
+    assert abs(float(terms["ssot"]) - t_terms["ssot"].item()) < SSOT_ATOL
+    _close(total, _nhwc(t_total), "projection loss")
+    for ours, theirs in zip(g_p + g_pn, t_p + t_pn):
+        _close(ours, _nhwc(theirs.grad), "projection loss gradient")
