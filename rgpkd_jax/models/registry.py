@@ -24,6 +24,7 @@ _ENTRIES = (
     MethodEntry("sk_rd4ad", "rgpkd_jax.models.rd4ad:RD4AD", "SK-RD4AD", "Park et al., CVPRW 2025"),
     MethodEntry("rgpkd", "rgpkd_jax.models.rgpkd:RGPKD", "RGPKD (ours)",
                 "our interpretation of the RGPKD description (docs/rgpkd.md)"),
+    MethodEntry("rd_pp", "rgpkd_jax.models.rd_pp:RDPlusPlus", "RD++", "Tien et al., CVPR 2023"),
 )
 REGISTRY = {entry.name: entry for entry in _ENTRIES}
 
