@@ -1,0 +1,44 @@
+"""`python -m benchmarks.metrics` on tiny maps: the rows, files and values it reports (no timing
+is asserted: the machine's load decides those)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from benchmarks import metrics
+from tests.helpers import REPO
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "benchmarks.metrics", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": REPO})
+
+
+def test_tiny_run_writes_every_row_and_agrees_with_sklearn(tmp_path):
+    done = _run(f"--output_dir={tmp_path}", "--num_images=12", "--image_size=32", "--repeats=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / metrics.JSON_FILE).read_text())
+    assert report["command"].startswith("python -m benchmarks.metrics --output_dir=")
+    assert report["inputs"]["pixels"] == 12 * 32 * 32 and report["inputs"]["good_images"] == 4
+    names = [row["name"] for row in report["rows"]]
+    assert names == ["ours/seven", "ours/evaluator", "ours/pixel_three", "sklearn/pixel_three", "sklearn/six"]
+    for row in report["rows"]:
+        assert len(row["seconds"]) == 2 and row["best_s"] == min(row["seconds"]) and row["peak_mib"] > 0
+    # The same numbers from both sides (exact definitions; float rounding only).
+    assert report["max_abs_difference_ours_vs_sklearn"] < 1e-12
+    assert set(metrics.SHARED_METRICS) <= set(report["values"]["ours/seven"]) >= {"aupro", "mad"}
+    assert set(report["values"]["sklearn/six"]) == set(metrics.SHARED_METRICS)
+    markdown = (tmp_path / metrics.MARKDOWN_FILE).read_text()
+    assert all(f"| {name} |" in markdown for name in names)
+    assert "written: " in done.stdout
+
+
+def test_bad_flags_are_refused_before_any_work(tmp_path):
+    done = _run(f"--output_dir={tmp_path}", "--image_size=40")
+    assert done.returncode != 0 and "multiple of 16" in done.stderr
+    assert not (tmp_path / metrics.JSON_FILE).exists()
+    done = _run(f"--output_dir={tmp_path}", "--num_images=2")
+    assert done.returncode != 0 and "num_images" in done.stderr
