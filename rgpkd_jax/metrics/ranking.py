@@ -1,8 +1,8 @@
 """One sort of a test set's scores, and every threshold metric of it with integer counts.
 
 A :class:`Ranking` holds, at each distinct positive score ``v``, how many positives and negatives
-score at or above ``v``. That is all that ROC AUC, average
-precision and F1-max need (docs/reference.md §5.6):
+score at or above ``v``. That is all that ROC AUC, average precision and F1-max need
+(docs/reference.md §5.6):
 
 * ROC AUC = P(pos > neg) + ½ P(pos == neg), from integer counts (= ``sklearn.metrics.roc_auc_score``);
 * AP = Σ over distinct positive scores, highest first, of (recall gain) × precision
@@ -12,9 +12,9 @@ precision and F1-max need (docs/reference.md §5.6):
   (as ``sklearn.metrics.precision_recall_curve``).
 
 Building it costs one in-place sort of a copy of the negatives (the one full-size temporary, freed
-once counted) and an argsort of the positives (few, for pixels); no full-size index array is made.
-What it keeps is the size of the positives. The official AU-PRO reuses the same ranking
-(``rgpkd_jax.metrics.aupro``).
+once counted) and an argsort of the positives (few, for pixels); no full-size index array is made,
+and what it keeps grows with the number of positives only. The official AU-PRO reuses the same
+ranking (``rgpkd_jax.metrics.aupro``).
 """
 
 from __future__ import annotations
