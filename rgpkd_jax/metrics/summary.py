@@ -107,7 +107,7 @@ def compute_metrics(maps, masks, labels, scores=None, defect_types: Sequence[str
     results["pixel_ap"] = pixels.average_precision()
     results["pixel_f1_max"] = pixels.f1_max()
     results["aupro"] = aupro_lib.aupro(maps, masks, fpr_limit=fpr_limit, pixels=pixels)
-    del pixels  # the sorted copy of the pixels: not needed by the per-image metrics
+    del pixels  # counts per defective pixel, not needed by the metrics below
     results["mad"] = float(np.mean([results[name] for name in MAD_METRICS]))
     unavailable = {}
     if aupimo:
