@@ -1,16 +1,17 @@
-"""Benchmarks of rgpkd_jax. Tools (each `python -m benchmarks.<tool>`, flags defined only when run):
+"""Benchmarks of rgpkd_jax, one folder per part; every command line, its flags and what it writes
+are in benchmarks/README.md.
 
-- leaderboard: every (method, dataset, category, seed) as a resumable job (`jobs`), then the tables
-  (`aggregate` reads the job workdirs, `stats` computes the numbers, `tables` writes CSV and
-  Markdown, `plots` the PNGs) beside the published numbers (`published`);
-- complexity: parameters, GFLOPs, latency, throughput and peak memory of one config's model;
-- speed: ours against anomalib (`peers`) and the official RD4AD code from a checkout the user
-  gives (`official_peer`) in interleaved rounds (`speed_setup` sizes, configs and peers,
-  `speed_memory` the memory probes, `speed_report` the rows and files, `aupro_reference_loop` the
-  AU-PRO reference);
-- aupro_timing: our AU-PRO and AUROC on test sets of growing size.
+- leaderboard: every (method, dataset, category, seed) as a resumable job, then the tables beside
+  the published numbers (`leaderboard/published/<method>.py`);
+- speed: ours against PyTorch peers (anomalib, the official RD4AD code), and the measuring tools
+  it shares with `speed.complexity`, `speed.aupro_timing` and `speed.device_check`;
+- sanity: every registered method and RGPKD's ablations on the embedded synthetic data;
+- export: our ONNX export against anomalib's under onnxruntime.
 
-Shared by them: `timing` (interleaved timing, medians, rates, XLA flop counts, matmul peak),
-`memory` (RSS and peak memory), `harness` (our model, train step and inference for a config) and
-`inputs` (random images and test sets).
+Shared by them: `common_flags` (flags that mean the same in every tool), `ablations` (RGPKD's),
+`optional` (packages only some tools need).
 """
+
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

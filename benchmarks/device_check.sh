@@ -52,7 +52,7 @@ fi
 
 args=(--output_dir="$out_dir")
 if [ "$dry_run" = 1 ]; then args+=(--dry_run); fi
-"$python" -m benchmarks.device_check "${args[@]}"
+"$python" -m benchmarks.speed.device_check "${args[@]}"
 rc=$?
 echo "[device_check] results in $out_dir"
 exit $rc

@@ -1,8 +1,9 @@
 """The one verified downloader: teacher weights and dataset archives both come through here.
 
-A download streams to a unique partial name beside the target, with a socket timeout, while its
-digest is computed; only a file whose digest matches is renamed into place. So an interrupted,
-concurrent or corrupt download never looks finished, and a valid cached copy is reused.
+A download streams to a unique temporary name beside the target (`files.atomic_write`), with a
+socket timeout, while its digest is computed; only a file whose digest matches is renamed into
+place. So an interrupted, concurrent or corrupt download never looks finished, and a valid cached
+copy is reused.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
-import uuid
 
 from absl import logging
 
-from rgpkd_jax.files import CHUNK, file_digest
+from rgpkd_jax.files import CHUNK, atomic_write, file_digest
 
 TIMEOUT_S = 60  # per socket operation, not for the whole file
 
@@ -48,24 +48,19 @@ def fetch(url: str, target: str | os.PathLike, *, algorithm: str, expected: str,
             return target
         logging.warning("The cached %s fails its %s check; downloading it again.", target, algorithm)
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-    partial = f"{target}.{uuid.uuid4().hex[:12]}.partial"
     digest = hashlib.new(algorithm)
     logging.info("Downloading %s to %s", url, target)
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(partial, "wb") as out:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, atomic_write(target, "wb") as out:
             while chunk := response.read(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
                 logging.log_every_n_seconds(logging.INFO, "%s: %d MB so far", 10, url, out.tell() >> 20)
-        if not matches(digest.hexdigest()):
-            raise DownloadError(
-                f"{url}: {algorithm} {digest.hexdigest()} "
-                f"{'does not start with' if prefix_only else 'is not'} the expected {expected}: the file is "
-                "corrupt, or not the official one. Nothing was saved; try again.")
-        os.replace(partial, target)
+            if not matches(digest.hexdigest()):  # raised inside the block: nothing is renamed into place
+                raise DownloadError(
+                    f"{url}: {algorithm} {digest.hexdigest()} "
+                    f"{'does not start with' if prefix_only else 'is not'} the expected {expected}: the file "
+                    "is corrupt, or not the official one. Nothing was saved; try again.")
     except OSError as e:  # urllib's URLError and socket timeouts included
         raise DownloadError(f"cannot download {url}: {e}. {offline_hint}".strip()) from e
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
     return target

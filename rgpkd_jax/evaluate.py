@@ -175,15 +175,6 @@ def _keep_unwritten(result: dict, unwritten: dict[str, str]) -> None:
         logging.error("the results that were not saved:\n%s", format_summary(result))
 
 
-# The printed summary's rows: metric key -> name, in the order the field reports them.
-SUMMARY_ROWS = (
-    ("image_auroc", "image AUROC"), ("image_ap", "image AP"), ("image_f1_max", "image F1-max"),
-    ("pixel_auroc", "pixel AUROC"), ("pixel_ap", "pixel AP"), ("pixel_f1_max", "pixel F1-max"),
-    ("aupro", "AU-PRO (official)"), ("mad", "mAD (mean of the 7)"), ("aupimo", "AUPIMO"),
-    ("aupro_rd4ad_per_image", "AUPRO (RD4AD per-image)"),
-)
-
-
 def format_summary(result: dict) -> str:
     """The metrics of :func:`evaluate_model`'s result as the lines the command line prints; the
     header names the protocol (docs/protocol.md)."""
@@ -194,7 +185,8 @@ def format_summary(result: dict) -> str:
                  f"({result['num_test_images']} test images; {p['resolution'][0]}x{p['resolution'][1]}, "
                  f"masks > {p['mask_threshold']:g}, sigma {p['gaussian_sigma']:g}, "
                  f"AU-PRO to FPR {p['aupro_fpr_limit']:g}):")
-    lines += [f"  {name:<24} {m[key]:.4f}" for key, name in SUMMARY_ROWS if key in m]
+    # Metrics without a value (no masks, AUPIMO on a small set) are left out, and said why below.
+    lines += [f"  {label:<24} {m[key]:.4f}" for key, label in summary.METRIC_LABELS.items() if key in m]
     by_reason: dict[str, list[str]] = {}
     for key, reason in (result.get("metrics_unavailable") or {}).items():
         by_reason.setdefault(reason, []).append(key)

@@ -24,8 +24,6 @@ import importlib.metadata
 import json
 import logging as std_logging
 import os
-import shutil
-import tempfile
 from typing import Callable, Sequence
 
 import jax
@@ -120,16 +118,13 @@ def write_onnx(model, path: str) -> list[str]:
 
     folder, name = os.path.split(os.path.abspath(path))
     data_name = name + ".data"
-    tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=folder)
-    try:
+    with files.temporary_dir_beside(path) as tmp:
         onnx.save_model(model, os.path.join(tmp, name), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
         # onnx creates the data file owner-only; give it the graph file's (umask) permissions.
         os.chmod(os.path.join(tmp, data_name), os.stat(os.path.join(tmp, name)).st_mode & 0o777)
         os.replace(os.path.join(tmp, data_name), os.path.join(folder, data_name))
         os.replace(os.path.join(tmp, name), path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return [os.path.join(folder, data_name)]
 
 

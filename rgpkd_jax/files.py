@@ -1,20 +1,25 @@
 """Writing files so that a reader never sees half of one: write a unique temporary name, then rename.
 
 Every output of the library and the benchmarks (JSON, CSV, Markdown, PNG) goes through
-:func:`atomic_write`. The temporary name is unique per call (not per path), so two processes that
-write the same file never share a temporary, and the last rename wins whole.
+:func:`atomic_write`, every folder written as a whole (a converted teacher, an extracted dataset)
+through :func:`staged_dir`. The temporary name is unique per call (not per path), so two processes
+that write the same file or folder never share a temporary. It imports no more than numpy: the
+JAX-free deployed predictor (`rgpkd_jax.deploy`) writes through it too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import IO, Any, Iterator
 
 import numpy as np
@@ -40,6 +45,61 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def temporary_dir_beside(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a new empty folder ``.<name>.<random>.tmp`` beside ``path`` (unique per call, on the
+    same file system, so what it holds moves to ``path``'s folder by rename); it is removed with
+    whatever it still holds when the block ends, raised or not. The parent folder must exist."""
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=directory))
+    try:
+        yield temporary
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dir(final_dir: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """Yields an empty temporary folder beside ``final_dir`` to fill: renamed to ``final_dir`` when
+    the block succeeds, removed when it raises. A reader never sees a half-filled ``final_dir``,
+    and a crash leaves at most a hidden ``.<name>.<random>.tmp`` folder. Parent folders are created.
+
+    If a non-empty ``final_dir`` exists when the block ends (another process finished first):
+    ``replace=False`` keeps it and discards ours (the race of two writers of the same content,
+    e.g. two runs extracting one archive, is harmless, and nobody reading it loses it);
+    ``replace=True`` renames it aside (``.<name>.<random>.old``), renames ours in and then deletes
+    the old one, so ``final_dir`` is missing between two renames but never half-written, and of
+    several replacing writers the last to finish wins.
+    """
+    final_dir = Path(final_dir).absolute()
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    with temporary_dir_beside(final_dir) as staging:
+        yield staging
+        _move_into_place(staging, final_dir, replace=replace)
+
+
+def _move_into_place(staging: Path, final_dir: Path, *, replace: bool) -> None:
+    """Renames ``staging`` to ``final_dir``, or leaves it where an existing one is kept."""
+    asides = []
+    try:
+        while True:
+            try:
+                os.rename(staging, final_dir)
+                return
+            except OSError as error:
+                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+            if not replace:
+                return
+            aside = final_dir.with_name(f".{final_dir.name}.{uuid.uuid4().hex[:12]}.old")
+            with contextlib.suppress(FileNotFoundError):  # another writer moved it aside first
+                os.rename(final_dir, aside)
+                asides.append(aside)
+    finally:
+        for aside in asides:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def json_default(o: Any) -> Any:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,7 +24,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import cache_dir, torch_pickle
+from rgpkd_jax import cache_dir, files, torch_pickle
 from rgpkd_jax.download import DownloadError, fetch, file_digest
 from rgpkd_jax.models import resnet as resnet_lib
 from rgpkd_jax.torch_state import StateDictMismatchError, assign_torch_state_dict, mismatches, torch_layout
@@ -116,28 +114,19 @@ def download_weights(arch: str, *, directory: Path | None = None) -> Path:
 
 def save_teacher(model: resnet_lib.ResNet, directory: Path, *, metadata: Mapping[str, Any],
                  overwrite: bool = False) -> Path:
-    """Writes ``directory/{teacher.json, state/}`` (orbax), built under a temporary name and renamed."""
+    """Writes ``directory/{teacher.json, state/}`` (orbax) whole (`files.staged_dir`). Without
+    ``overwrite``, a directory another process writes meanwhile is kept (two conversions of the
+    same weights race harmlessly)."""
     directory = Path(directory).absolute()
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory} exists; pass --overwrite to replace it")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.with_name(f".{directory.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with files.staged_dir(directory, replace=overwrite) as staging:
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(staging / TEACHER_STATE, nnx.state(model))
         checkpointer.wait_until_finished()
         checkpointer.close()
         (staging / TEACHER_METADATA).write_text(json.dumps(
             {"arch": model.arch, "num_layers": len(model.tap_channels), **metadata}, indent=2))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.{uuid.uuid4().hex}.old")
-            directory.rename(old)
-            staging.rename(directory)
-            shutil.rmtree(old)
-        else:
-            staging.rename(directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from rgpkd_jax import files
 from rgpkd_jax.deploy.images import overlay
 from rgpkd_jax.metrics import summary
+from rgpkd_jax.metrics.summary import METRIC_LABELS
 
 SHEET_FILE = "examples.png"
 CURVES_FILE = "curves.png"
@@ -83,7 +84,8 @@ def curves_figure(predictions: dict, metrics: dict, path: str, fpr_limit: float)
                                    predictions["label"], predictions["score"], fpr_limit=fpr_limit)
     fig, axes = plt.subplots(1, 3 if has_masks else 1, figsize=(15 if has_masks else 5, 4.5), squeeze=False)
     ax_roc = axes[0, 0]
-    ax_roc.plot(curves["image_roc/fpr"], curves["image_roc/tpr"], label=f"image AUROC {metrics['image_auroc']:.4f}")
+    ax_roc.plot(curves["image_roc/fpr"], curves["image_roc/tpr"],
+                label=f"{METRIC_LABELS['image_auroc']} {metrics['image_auroc']:.4f}")
     ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="image-level ROC")
     ax_roc.legend(loc="lower right")
@@ -91,11 +93,13 @@ def curves_figure(predictions: dict, metrics: dict, path: str, fpr_limit: float)
         ax_pr, ax_pro = axes[0, 1], axes[0, 2]
         # AP sums precision times each rise in recall: steps continued to the left of each point.
         ax_pr.plot(curves["pixel_pr/recall"], curves["pixel_pr/precision"], drawstyle="steps-pre",
-                   label=f"pixel AP {metrics['pixel_ap']:.4f}, F1-max {metrics['pixel_f1_max']:.4f}")
+                   label=f"{METRIC_LABELS['pixel_ap']} {metrics['pixel_ap']:.4f}, "
+                         f"{METRIC_LABELS['pixel_f1_max']} {metrics['pixel_f1_max']:.4f}")
         ax_pr.set(xlabel="recall (defective pixels)", ylabel="precision", title="pixel-level precision-recall",
                   xlim=(0, 1), ylim=(0, 1.02))
         ax_pr.legend(loc="upper right")
-        ax_pro.plot(curves["pro/fpr"], curves["pro/pro"], label=f"AU-PRO@{fpr_limit:g} {metrics['aupro']:.4f}")
+        ax_pro.plot(curves["pro/fpr"], curves["pro/pro"],
+                    label=f"{METRIC_LABELS['aupro']} {metrics['aupro']:.4f}")
         ax_pro.set(xlabel="false positive rate (pixels)", ylabel="per-region overlap",
                    title=f"PRO curve up to FPR {fpr_limit:g}", xlim=(0, fpr_limit), ylim=(0, 1.02))
         ax_pro.legend(loc="lower right")

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from benchmarks import metrics
+from benchmarks.metrics import measure as metrics
 from tests.helpers import REPO
 
 
@@ -33,12 +33,14 @@ def test_tiny_run_writes_every_row_and_agrees_with_sklearn(tmp_path):
     assert set(report["values"]["sklearn/six"]) == set(metrics.SHARED_METRICS)
     markdown = (tmp_path / metrics.MARKDOWN_FILE).read_text()
     assert all(f"| {name} |" in markdown for name in names)
-    assert "written: " in done.stdout
+    assert f"wrote {tmp_path / metrics.JSON_FILE} and {tmp_path / metrics.MARKDOWN_FILE}" in done.stdout
 
 
 def test_bad_flags_are_refused_before_any_work(tmp_path):
     done = _run(f"--output_dir={tmp_path}", "--image_size=40")
-    assert done.returncode != 0 and "multiple of 16" in done.stderr
+    assert done.returncode == 1 and "error: --image_size=40: give a multiple of 16" in done.stderr
     assert not (tmp_path / metrics.JSON_FILE).exists()
     done = _run(f"--output_dir={tmp_path}", "--num_images=2")
-    assert done.returncode != 0 and "num_images" in done.stderr
+    assert done.returncode == 1 and "error: --num_images=2: give at least 3" in done.stderr
+    done = _run("--num_images=12")
+    assert done.returncode == 1 and "error: --output_dir is required" in done.stderr

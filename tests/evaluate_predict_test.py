@@ -158,6 +158,23 @@ def test_image_label_datasets_get_no_pixel_metrics(tmp_path, monkeypatch):
     assert "not available: pixel_auroc, pixel_ap, pixel_f1_max, aupro, mad" in evaluate.format_summary(result)
 
 
+def test_the_printed_summary_names_each_metric_present_by_its_label_in_report_order():
+    """An image-label-only dataset has no pixel metrics: their lines are left out, not printed empty."""
+    run = {"method": "rd4ad", "dataset": "d", "category": "c", "num_test_images": 4,
+           "protocol": evaluate.protocol(tiny_config("rd4ad", data_dir="unused"))}
+    everything = {"image_auroc": 0.91234, "image_ap": 0.8, "image_f1_max": 0.7, "pixel_auroc": 0.5,
+                  "pixel_ap": 0.1, "pixel_f1_max": 0.2, "aupro": 0.25, "mad": 0.5, "aupimo": 0.3,
+                  "aupro_rd4ad_per_image": 0.75}
+    lines = evaluate.format_summary({**run, "metrics": everything}).splitlines()[1:]
+    assert lines == ["  image AUROC              0.9123", "  image AP                 0.8000",
+                     "  image F1-max             0.7000", "  pixel AUROC              0.5000",
+                     "  pixel AP                 0.1000", "  pixel F1-max             0.2000",
+                     "  AU-PRO (official)        0.2500", "  mAD (mean of the 7)      0.5000",
+                     "  AUPIMO                   0.3000", "  AUPRO (RD4AD per-image)  0.7500"]
+    assert evaluate.format_summary({**run, "metrics": {"image_auroc": 0.5}}).splitlines()[1:] == [
+        "  image AUROC              0.5000"]
+
+
 def test_each_predict_run_writes_its_own_folder(saved_workdir, tmp_path):
     config, workdir = saved_workdir
     folder = tmp_path / "first"

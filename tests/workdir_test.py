@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from rgpkd_jax import checkpointing, evaluate, train, workdir_lock
+from rgpkd_jax import evaluate, model_setup, train, workdir_lock
 from tests.helpers import make_unwritable, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,7 +67,7 @@ def test_an_unwritable_workdir_is_reported_before_the_model_is_loaded(tmp_path, 
     def must_not_load(*args, **kwargs):
         raise AssertionError("the model was loaded before the workdir was checked")
 
-    monkeypatch.setattr(checkpointing, "load_trained_model", must_not_load)
+    monkeypatch.setattr(model_setup, "load_trained_model", must_not_load)
     make_unwritable(workdir, monkeypatch)
     with pytest.raises(OSError, match=rf"cannot write to the workdir {re.escape(workdir)} \(Permission denied\)"):
         evaluate.evaluate_checkpoint(config, workdir)

@@ -143,8 +143,8 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of every dataset builder: one config per category, splits from `list_samples`.
 
     Subclasses set `BUILDER_CONFIGS`, `MANUAL_DOWNLOAD_INSTRUCTIONS` (or generate their data) and
-    implement `list_samples(root, category)`. `HAS_MASKS = False` marks image-label datasets:
-    their defective images get all-zero masks instead of an error.
+    implement `list_samples(root, category)`. `HAS_MASKS = False` (`ImageLabelBuilder`) marks
+    image-label datasets: their defective images get all-zero masks instead of an error.
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -220,6 +220,14 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             logging.warning("%s/%s %s split: %d defective images have an empty mask (no defect "
                             "pixel); fix or remove the masks, or the images: %s", self.name,
                             self.category, split, len(empty_masks), ", ".join(empty_masks))
+
+
+class ImageLabelBuilder(AnomalyBuilder, skip_registration=True):
+    """Base of the datasets with image labels only (no ground-truth masks): their defective images
+    get all-zero masks, so only the image-level metrics mean anything. Their scans build the
+    splits with `layout.image_label_splits`."""
+
+    HAS_MASKS = False
 
 
 def _has_foreground(mask_png: bytes) -> bool:

@@ -26,8 +26,7 @@ def scan(root: str, category: str, dataset: str) -> dict[str, list[base.Sample]]
     mask_dir = os.path.join(base_dir, "ground_truth", "ko")
     defective = [(p, "ko", layout.find_mask(mask_dir, os.path.splitext(os.path.basename(p))[0]))
                  for p in folder("test", "ko")]
-    train = [base.Sample(image=p, label=0, defect_type=base.GOOD, file_name=layout.relative(p, root))
-             for p in folder("train", "ok")]
+    train = [layout.good_sample(p, root) for p in folder("train", "ok")]
     return {"train": train, "test": layout.good_defective_samples(folder("test", "ok"), defective, root)}
 
 

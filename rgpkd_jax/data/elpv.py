@@ -34,7 +34,7 @@ def package_root() -> str | None:
 def scan(root: str, category: str, dataset: str) -> dict[str, list[base.Sample]]:
     root = layout.resolve_root(root, LABELS_FILE, dataset)
     labels = os.path.join(root, LABELS_FILE)
-    train, test, good_seen = [], [], 0
+    train_good, test_good, defective = [], [], []
     with open(labels) as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
@@ -51,23 +51,19 @@ def scan(root: str, category: str, dataset: str) -> dict[str, list[base.Sample]]
             if not os.path.isfile(path):
                 raise DatasetError(f"{labels}:{line_number} lists {path}, which does not exist. "
                                         "Reinstall elpv-dataset or re-clone the repository.")
-            file_name = layout.relative(path, root)
             if probability == 0:
-                sample = base.Sample(image=path, label=0, defect_type=base.GOOD, file_name=file_name)
-                (test if good_seen % TEST_EVERY == TEST_EVERY - 1 else train).append(sample)
-                good_seen += 1
+                good_seen = len(train_good) + len(test_good)
+                (test_good if good_seen % TEST_EVERY == TEST_EVERY - 1 else train_good).append(path)
             else:
-                test.append(base.Sample(image=path, label=1, defect_type=f"p{round(probability * 100):03d}",
-                                        file_name=file_name))
-    return {"train": train, "test": sorted(test, key=lambda s: s.file_name)}
+                defective.append((path, f"p{round(probability * 100):03d}"))
+    return layout.image_label_splits(train_good, test_good, defective, root)
 
 
-class Elpv(base.AnomalyBuilder):
+class Elpv(base.ImageLabelBuilder):
     """ELPV solar cells, configs mono / poly (image labels only)."""
 
     name = "elpv"
     BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=c) for c in CATEGORIES]
-    HAS_MASKS = False
     HOMEPAGE = "https://github.com/zae-bayern/elpv-dataset"
     DESCRIPTION = __doc__
     CITATION = ("Buerhop-Lutz, Deitsch, Maier, Gallwitz, Berger, Doll, Hauch, Camus, Brabec. A Benchmark "

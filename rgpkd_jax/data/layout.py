@@ -79,8 +79,7 @@ def scan_mvtec(root: str, category: str, dataset: str) -> dict[str, list[Sample]
     base = os.path.join(root, category)
     fix = f"Expected the MVTec layout under {base}: train/good, test/<defect>, ground_truth/<defect>."
     train_dir = os.path.join(base, "train", GOOD)
-    train = [Sample(image=os.path.join(train_dir, name), label=0, defect_type=GOOD,
-                    file_name=relative(os.path.join(train_dir, name), root))
+    train = [good_sample(os.path.join(train_dir, name), root)
              for name in require_images(train_dir, "training images", fix)]
     test_root = require_dir(os.path.join(base, "test"), "test images", fix)
     test = []
@@ -119,10 +118,24 @@ def mvtec_categories(root: Optional[str]) -> list[str]:
                            "ground_truth/<defect>}.")
 
 
+def good_sample(path: str, root: str) -> Sample:
+    """The sample of a good image at ``path`` under the dataset root ``root``."""
+    return Sample(image=path, label=0, defect_type=GOOD, file_name=relative(path, root))
+
+
 def good_defective_samples(good: Iterable[str], defective: Iterable[tuple[str, str, Optional[str]]],
                            root: str) -> list[Sample]:
     """Test samples from good image paths and (image path, defect type, mask path) triples."""
-    samples = [Sample(image=p, label=0, defect_type=GOOD, file_name=relative(p, root)) for p in good]
+    samples = [good_sample(p, root) for p in good]
     samples += [Sample(image=p, label=1, defect_type=d, file_name=relative(p, root), mask=m)
                 for p, d, m in defective]
     return sorted(samples, key=lambda s: s.file_name)
+
+
+def image_label_splits(train_good: Iterable[str], test_good: Iterable[str],
+                       defective: Iterable[tuple[str, str]], root: str) -> dict[str, list[Sample]]:
+    """The splits of a dataset with image labels only (`base.ImageLabelBuilder`): train the good
+    images ``train_good``; test the good ``test_good`` and the (image path, defect type) pairs
+    ``defective``, without masks, sorted by file name."""
+    return {"train": [good_sample(p, root) for p in train_good],
+            "test": good_defective_samples(test_good, [(p, d, None) for p, d in defective], root)}

@@ -3,7 +3,7 @@
 TFDS's own download manager insists on its `checksums.tsv` (url, size, sha256); the archives we may
 fetch are published with an md5 or sha256 only, so they come through the package's verified
 downloader (`rgpkd_jax.download`) instead. Extraction goes to a temporary folder renamed when
-complete, so an interrupted download or extraction never looks finished.
+complete (`rgpkd_jax.files.staged_dir`), so an interrupted download or extraction never looks finished.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import shutil
 import tarfile
 import zipfile
 from typing import Iterable
 
-from rgpkd_jax import download
+from rgpkd_jax import download, files
 from rgpkd_jax.data.errors import DatasetError
 
 
@@ -56,7 +55,7 @@ def fetch(url: str, algorithm: str, expected: str, download_dir: str) -> str:
         raise DatasetError(f"{error} Download it by hand, extract it and pass --manual_dir.") from error
 
 
-def _safe_members(archive: zipfile.ZipFile, destination: str) -> None:
+def _safe_members(archive: zipfile.ZipFile, destination: str | os.PathLike) -> None:
     root = os.path.realpath(destination)
     for member in archive.namelist():
         if not os.path.realpath(os.path.join(root, member)).startswith(root + os.sep):
@@ -64,21 +63,19 @@ def _safe_members(archive: zipfile.ZipFile, destination: str) -> None:
 
 
 def extract(archive: str, destination: str) -> str:
-    """Extracts a .tar[.gz|.xz]/.zip once into `destination`; returns `destination`."""
+    """Extracts a .tar[.gz|.xz]/.zip once into `destination` (`files.staged_dir`: whole or not at
+    all; of two processes extracting at once, the first to finish wins); returns `destination`."""
     if not os.path.isdir(destination):
-        partial = destination + ".partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        os.makedirs(partial)
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zipped:
-                _safe_members(zipped, partial)
-                zipped.extractall(partial)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tarred:
-                tarred.extractall(partial, filter="data")
-        else:
-            raise DatasetError(f"{archive} is neither a zip nor a tar archive; delete it and retry.")
-        os.replace(partial, destination)
+        with files.staged_dir(destination) as staging:
+            if zipfile.is_zipfile(archive):
+                with zipfile.ZipFile(archive) as zipped:
+                    _safe_members(zipped, staging)
+                    zipped.extractall(staging)
+            elif tarfile.is_tarfile(archive):
+                with tarfile.open(archive) as tarred:
+                    tarred.extractall(staging, filter="data")
+            else:
+                raise DatasetError(f"{archive} is neither a zip nor a tar archive; delete it and retry.")
     return destination
 
 

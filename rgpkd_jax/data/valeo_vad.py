@@ -25,21 +25,17 @@ def scan(root: str, dataset: str) -> dict[str, list[base.Sample]]:
         path = os.path.join(root, *parts)
         return [os.path.join(path, n) for n in layout.require_images(path, "/".join(parts), fix)]
 
-    defective = []
-    for name in _DEFECTIVE_FOLDERS:
-        if name == "bad" or os.path.isdir(os.path.join(root, "test", name)):
-            defective += [(p, name, None) for p in folder("test", name)]
-    train = [base.Sample(image=p, label=0, defect_type=base.GOOD, file_name=layout.relative(p, root))
-             for p in folder("train", base.GOOD)]
-    return {"train": train, "test": layout.good_defective_samples(folder("test", base.GOOD), defective, root)}
+    defective = [(p, name) for name in _DEFECTIVE_FOLDERS
+                 if name == "bad" or os.path.isdir(os.path.join(root, "test", name))
+                 for p in folder("test", name)]
+    return layout.image_label_splits(folder("train", base.GOOD), folder("test", base.GOOD), defective, root)
 
 
-class ValeoVad(base.AnomalyBuilder):
+class ValeoVad(base.ImageLabelBuilder):
     """Valeo VAD (image labels only)."""
 
     name = "valeo_vad"
     BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=c) for c in CATEGORIES]
-    HAS_MASKS = False
     HOMEPAGE = "https://github.com/abc-125/vad"
     DESCRIPTION = __doc__
     CITATION = ("Baitieva, Hurych, Besnier, Bernard. Supervised Anomaly Detection for Complex "

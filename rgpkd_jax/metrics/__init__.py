@@ -8,5 +8,6 @@ because the function ``aupro.aupro`` would shadow its module):
 * ``auroc``: image and pixel AUROC equal to scikit-learn, ROC curves.
 * ``aupro``: the official MVTec AU-PRO (exact, from the same ranking) and the RD4AD per-image variant.
 * ``aupimo``: AUPIMO as anomalib defines it.
-* ``summary``: ``compute_metrics`` (every number of a test set, clearly named, mAD) and ``metric_curves``.
+* ``summary``: ``compute_metrics`` (every number of a test set, clearly named, mAD), ``metric_curves``
+  and ``METRIC_LABELS`` (the words every summary and figure names the headline metrics by).
 """

@@ -12,6 +12,20 @@ from rgpkd_jax.metrics import ranking
 from rgpkd_jax.metrics.auroc import roc_auc, roc_curve
 
 GOOD = "good"
+# The headline metrics (compute_metrics' keys) in report order, and the words every printed summary
+# and figure names them by: "AU-PRO" alone would not say which of the two (metrics/aupro.py).
+METRIC_LABELS = {
+    "image_auroc": "image AUROC",
+    "image_ap": "image AP",
+    "image_f1_max": "image F1-max",
+    "pixel_auroc": "pixel AUROC",
+    "pixel_ap": "pixel AP",
+    "pixel_f1_max": "pixel F1-max",
+    "aupro": "AU-PRO (official)",
+    "mad": "mAD (mean of the 7)",
+    "aupimo": "AUPIMO",
+    "aupro_rd4ad_per_image": "AUPRO (RD4AD per-image)",
+}
 # compute_metrics' keys that hold no number (the evaluator writes them beside the metrics): the
 # images left out of the RD4AD per-image AUPRO, and metric -> why it has no value.
 PER_IMAGE_AUPRO_LEFT_OUT = "aupro_rd4ad_per_image/left_out"

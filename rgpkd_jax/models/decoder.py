@@ -18,7 +18,7 @@ from flax import nnx
 
 from rgpkd_jax.models import conv_ops
 from rgpkd_jax.models.remat import RematBlocks
-from rgpkd_jax.models.resnet import batch_norm, conv, spec_for
+from rgpkd_jax.models.resnet import batch_norm, conv, residual, spec_for
 
 # PyTorch's default ConvTranspose2d init, kept by the official code (its init loop only matches
 # nn.Conv2d): kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), where torch takes fan_in from weight
@@ -55,7 +55,7 @@ class DeBasicBlock(nnx.Module):
         bn = dict(use_running_average=not train)
         out = nnx.relu(self.bn1(self.conv1(x), **bn))
         out = self.bn2(self.conv2(out), **bn)
-        return nnx.relu(out + _apply_upsample(self.upsample, x, train))
+        return residual(out, self.upsample, x, train)
 
 
 class DeBottleneck(nnx.Module):
@@ -80,7 +80,7 @@ class DeBottleneck(nnx.Module):
         out = nnx.relu(self.bn1(self.conv1(x), **bn))
         out = nnx.relu(self.bn2(self.conv2(out), **bn))
         out = self.bn3(self.conv3(out), **bn)
-        return nnx.relu(out + _apply_upsample(self.upsample, x, train))
+        return residual(out, self.upsample, x, train)
 
 
 def _upsample_shortcut(inplanes: int, outplanes: int, upsample: bool, rngs: nnx.Rngs,
@@ -91,12 +91,6 @@ def _upsample_shortcut(inplanes: int, outplanes: int, upsample: bool, rngs: nnx.
             raise ValueError(f"a non-upsampling decoder block needs in == out channels, got {inplanes}, {outplanes}")
         return None
     return nnx.List([deconv2x2(ops, inplanes, outplanes, rngs), batch_norm(ops, outplanes, rngs)])
-
-
-def _apply_upsample(upsample: nnx.List | None, x: jax.Array, train: bool) -> jax.Array:
-    if upsample is None:
-        return x
-    return upsample[1](upsample[0](x), use_running_average=not train)
 
 
 class Decoder(RematBlocks, nnx.Module):

@@ -57,7 +57,7 @@ class BasicBlock(nnx.Module):
         bn = dict(use_running_average=not train)
         out = nnx.relu(self.bn1(self.conv1(x), **bn))
         out = self.bn2(self.conv2(out), **bn)
-        return nnx.relu(out + _apply_shortcut(self.downsample, x, train))
+        return residual(out, self.downsample, x, train)
 
 
 class Bottleneck(nnx.Module):
@@ -81,7 +81,7 @@ class Bottleneck(nnx.Module):
         out = nnx.relu(self.bn1(self.conv1(x), **bn))
         out = nnx.relu(self.bn2(self.conv2(out), **bn))
         out = self.bn3(self.conv3(out), **bn)
-        return nnx.relu(out + _apply_shortcut(self.downsample, x, train))
+        return residual(out, self.downsample, x, train)
 
 
 def _shortcut(inplanes: int, outplanes: int, stride: int, rngs: nnx.Rngs,
@@ -92,10 +92,12 @@ def _shortcut(inplanes: int, outplanes: int, stride: int, rngs: nnx.Rngs,
     return nnx.List([conv(ops, inplanes, outplanes, 1, stride, rngs), batch_norm(ops, outplanes, rngs)])
 
 
-def _apply_shortcut(downsample: nnx.List | None, x: jax.Array, train: bool) -> jax.Array:
-    if downsample is None:
-        return x
-    return downsample[1](downsample[0](x), use_running_average=not train)
+def residual(out: jax.Array, shortcut: nnx.List | None, x: jax.Array, train: bool) -> jax.Array:
+    """ReLU(out + shortcut(x)), the end of every residual block of the teacher and the decoder:
+    ``shortcut`` is the (conv, BN) pair that brings ``x`` to ``out``'s shape, or None (identity)."""
+    if shortcut is not None:
+        x = shortcut[1](shortcut[0](x), use_running_average=not train)
+    return nnx.relu(out + x)
 
 
 def make_layer(block: type[BasicBlock] | type[Bottleneck], inplanes: int, planes: int,

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from benchmarks import device_check, speed
+from benchmarks.speed import device_check, run
 from tests.helpers import REPO
 
 
@@ -28,7 +28,7 @@ def test_dry_run_runs_every_step_and_reports_every_row(tmp_path):
         assert step["rc"] == 0 and not step["timed_out"], (step, (tmp_path / step["log"]).read_text()[-2000:])
     rows = {row["name"] for row in report["rows"]}
     assert {f"variant/{task}[{impl},{dtype}]" for task in ("train", "infer")
-            for impl, dtype in speed.VARIANTS} <= rows
+            for impl, dtype in run.VARIANTS} <= rows
     assert {"memory/train", "memory/infer"} <= rows
     collected = (tmp_path / "tests.log").read_text()
     assert all(path in collected for path in device_check.GPU_TESTS)

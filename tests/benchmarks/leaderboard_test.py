@@ -8,8 +8,10 @@ real `--tiny` pipeline (three tiny trainings + complexity) end to end.
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import os
+import pkgutil
 import random
 import subprocess
 import sys
@@ -17,8 +19,10 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import aggregate, jobs as jobs_lib, published, stats, tables
+from benchmarks import ablations
+from benchmarks.leaderboard import aggregate, jobs as jobs_lib, published, stats, tables
 from rgpkd_jax import files
+from rgpkd_jax.models import list_methods
 from tests.helpers import REPO
 
 MVTEC = jobs_lib.categories("mvtec_ad")
@@ -46,7 +50,7 @@ def fake_board(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("board"))
     rng = np.random.default_rng(0)
     written = {}  # (dataset, category, method_label) -> {seed: metrics}
-    for method in ("rd4ad", "sk_rd4ad"):
+    for method in ("rd4ad", "sk_rd4ad"):  # method subset: a fixture of fake jobs
         for category in MVTEC:
             for seed in (0, 1, 2):
                 written.setdefault(("mvtec_ad", category, method), {})[seed] = write_fake_job(
@@ -109,7 +113,7 @@ def test_published_numbers_sit_beside_the_matching_protocol(fake_board):
     _, board, written = fake_board
     rows = {(r["dataset"], r["category"], r["method_label"]): r for r in board["rows"]}
     bottle = rows[("mvtec_ad", "bottle", "rd4ad")]["metrics"]
-    paper = next(r for r in published.REFERENCES if r.key == "rd4ad_paper")
+    paper = next(r for r in published.references() if r.key == "rd4ad_paper")
     assert bottle["aupro_rd4ad_per_image"]["published_percent"] == paper.values["aupro_rd4ad_per_image"]["bottle"]
     assert bottle["aupro"]["published_percent"] is None  # nobody publishes the official AU-PRO
     mean, _ = _expected_cell({s: m["pixel_auroc"] for s, m in written[("mvtec_ad", "bottle", "rd4ad")].items()})
@@ -155,7 +159,7 @@ def test_markdown_shows_mean_std_published_and_marks(fake_board):
     header_metrics = [c for c in tables.result_header("Category")]
     by_key = {(r[0], r[1]): dict(zip(header_metrics, r)) for r in table}
     for category in MVTEC:
-        for method in ("rd4ad", "sk_rd4ad"):
+        for method in ("rd4ad", "sk_rd4ad"):  # method subset: the fixture's complete methods
             cells = by_key[(category, method)]
             mean, std = _expected_cell({s: m["image_auroc"] for s, m in written[("mvtec_ad", category, method)].items()})
             assert cells["Image AUROC"] == f"{100 * mean:.2f} ± {100 * std:.2f}"
@@ -175,7 +179,7 @@ def test_markdown_shows_mean_std_published_and_marks(fake_board):
 
 
 def test_published_data_is_internally_consistent():
-    paper = next(r for r in published.REFERENCES if r.key == "rd4ad_paper")
+    paper = next(r for r in published.references() if r.key == "rd4ad_paper")
     groups = published.GROUPS["mvtec_ad"]
     assert sorted(groups["textures"] + groups["objects"]) == sorted(MVTEC)
     image = paper.values["image_auroc"]
@@ -186,29 +190,73 @@ def test_published_data_is_internally_consistent():
     for metric in ("pixel_auroc", "aupro_rd4ad_per_image"):
         values = paper.values[metric]
         assert np.mean([values[c] for c in MVTEC]) == pytest.approx(values["mean"], abs=0.05)
-    sk_visa = next(r for r in published.REFERENCES if r.key == "sk_rd4ad_readme_visa")
+    sk_visa = next(r for r in published.references() if r.key == "sk_rd4ad_readme_visa")
     visa = jobs_lib.categories("visa")
     for metric, values in sk_visa.values.items():
         assert np.mean([values[c] for c in visa]) == pytest.approx(values["mean"], abs=0.1)
     scopes = {"mean", *(f"mean/{g}" for g in groups)}
-    for ref in published.REFERENCES:
-        assert ref.method in jobs_lib.METHODS and ref.source and ref.caveat
+    for ref in published.references():
+        assert ref.method in list_methods() and ref.source and ref.caveat
         assert set(ref.values) <= set(METRICS) - {"aupro"}  # published PRO is always the per-image variant
         for values in ref.values.values():
             assert set(values) - scopes <= set(jobs_lib.categories(ref.dataset)), ref.key
-    primaries = [(r.method, r.dataset) for r in published.REFERENCES if r.primary]
+    primaries = [(r.method, r.dataset) for r in published.references(primary=True)]
     assert len(primaries) == len(set(primaries))
+    keys = [r.key for r in published.references()]
+    assert len(keys) == len(set(keys))
+
+
+def test_published_numbers_are_one_file_per_method_found_by_listing_the_package():
+    names = sorted(m.name for m in pkgutil.iter_modules(published.__path__))
+    assert names and set(names) <= set(list_methods())
+    for name in names:
+        module = importlib.import_module(f"{published.__name__}.{name}")
+        assert {r.method for r in module.REFERENCES} == {name}
+        assert list(module.REFERENCES) == published.references(method=name)
+
+
+@pytest.fixture
+def published_dir(tmp_path, monkeypatch):
+    """The published package reading its files from an empty folder (the tests write them)."""
+    monkeypatch.setattr(published, "__path__", [str(tmp_path)])
+    for name in list(sys.modules):
+        if name.startswith(published.__name__ + "."):
+            monkeypatch.delitem(sys.modules, name)
+    published._all.cache_clear()
+    yield tmp_path
+    published._all.cache_clear()
+
+
+def test_adding_a_methods_published_numbers_is_adding_its_file(published_dir):
+    method = list_methods()[-1]
+    (published_dir / f"{method}.py").write_text(
+        "from benchmarks.leaderboard.published import IMAGE_AUROC, Reference\n"
+        f"REFERENCES = (Reference(key='new', title='t', method={method!r}, dataset='mvtec_ad', primary=True, "
+        "source='s', caveat='c', values={IMAGE_AUROC: {'mean': 99.0}}),)\n")
+    assert [r.key for r in published.references()] == ["new"]
+    assert published.references(method=method, primary=True)[0].values == {"image_auroc": {"mean": 99.0}}
+
+
+@pytest.mark.parametrize("file_name, text, message", [
+    ("not_a_method.py", "REFERENCES = ()\n", "is none of"),
+    (f"{list_methods()[0]}.py", "from benchmarks.leaderboard.published import Reference\n"
+     "REFERENCES = (Reference('k', 't', 'another', 'mvtec_ad', True, 's', 'c', {}),)\n", "name another method"),
+], ids=["unregistered_file", "reference_of_another_method"])
+def test_a_misplaced_published_file_is_a_clear_error(published_dir, file_name, text, message):
+    (published_dir / file_name).write_text(text)
+    with pytest.raises(ValueError, match=message):
+        published.references()
 
 
 def test_split_covers_every_job_exactly_once():
-    methods = ["sk_rd4ad", "rgpkd", "rd4ad"]
+    methods = list(reversed(list_methods()))
     kwargs = dict(datasets=["mvtec_ad", "visa"], category_names=["all"], seeds=[0, 1, 2], ablations=True,
                   ablation_bank_sizes=[16, 64], complexity=True)
     jobs = jobs_lib.build_jobs(methods=methods, **kwargs)
     shuffled = random.Random(0).sample(methods, len(methods))
     assert jobs == jobs_lib.build_jobs(methods=shuffled, **kwargs)  # order does not depend on flag order
-    rgpkd_variants = 1 + len(jobs_lib.ABLATIONS) + 2
-    assert len(jobs) == (2 + rgpkd_variants) * ((15 + 12) * 3 + 2)
+    rgpkd_variants = 1 + len(ablations.SWITCHES) + 2
+    assert len(jobs) == (len(methods) - 1 + rgpkd_variants) * ((15 + 12) * 3 + 2)
     names = [j.name for j in jobs]
     assert len(set(names)) == len(names)
     for num_tasks in (1, 2, 7, len(jobs), len(jobs) + 3):
@@ -225,7 +273,7 @@ def test_job_list_errors_are_clear():
         jobs_lib.build_jobs(methods=["rd4ad"], datasets=["mvtec_ad"], category_names=["bottel"], seeds=[0])
     with pytest.raises(ValueError, match="unknown"):
         jobs_lib.build_jobs(methods=["rd5ad"], datasets=["mvtec_ad"], category_names=["all"], seeds=[0])
-    with pytest.raises(ValueError, match="add rgpkd"):
+    with pytest.raises(ValueError, match="add it to --methods"):
         jobs_lib.build_jobs(methods=["rd4ad"], datasets=["mvtec_ad"], category_names=["all"], seeds=[0],
                             ablations=True)
     with pytest.raises(ValueError, match="name the categories"):
@@ -306,11 +354,11 @@ def test_overrides_are_typed_by_the_existing_field_and_unknown_keys_fail():
 
 def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
     root, _, _ = fake_board
-    command = [sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--method=rd4ad,rgpkd",
-               "--category=bottle,cable", "--seed=0,1", "--task_index=0", "--num_tasks=3"]
+    command = [sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--methods=rd4ad,rgpkd",
+               "--categories=bottle,cable", "--seeds=0,1", "--task_index=0", "--num_tasks=3"]
     listed = subprocess.run(command + ["--mode=list"], cwd=REPO, capture_output=True, text=True, check=True)
     lines = [line.split() for line in listed.stdout.splitlines()]
-    everything = jobs_lib.build_jobs(methods=["rd4ad", "rgpkd"], datasets=["mvtec_ad"],
+    everything = jobs_lib.build_jobs(methods=["rd4ad", "rgpkd"], datasets=["mvtec_ad"],  # method subset: --methods
                                      category_names=["bottle", "cable"], seeds=[0, 1])
     assert [name for _, name in lines] == [j.name for j in everything[0::3]]
     assert lines == [["finished", "rd4ad/mvtec_ad/bottle/seed0"], ["finished", "rd4ad/mvtec_ad/cable/seed1"],
@@ -319,20 +367,21 @@ def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
     subprocess.run(command[:4] + ["--mode=aggregate", f"--output_dir={out}", "--noplots"], cwd=REPO,
                    capture_output=True, text=True, check=True)
     assert sorted(os.listdir(out)) == ["complexity.csv", "leaderboard.csv", "leaderboard.json", "leaderboard.md"]
-    bad = subprocess.run(command[:4] + ["--mode=list", "--seed=zero"], cwd=REPO, capture_output=True, text=True)
-    assert bad.returncode != 0 and "--seed=zero" in bad.stderr
+    bad = subprocess.run(command[:4] + ["--mode=list", "--seeds=zero"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: --seeds=zero")
+    assert "Traceback" not in bad.stderr
 
 
 def test_tiny_end_to_end(tmp_path):
     """The real pipeline: three tiny trainings (random teacher) + complexity, then the tables."""
     root = tmp_path / "tiny"
     done = subprocess.run([sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
-                           "--category=grid", "--config_override=train.epochs=1"],
+                           "--categories=grid", "--overrides=train.epochs=1"],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     board = json.load(open(root / "leaderboard.json"))
     assert not board["failed"] and not board["pending"]
-    assert sorted(r["method"] for r in board["rows"]) == ["rd4ad", "rgpkd", "sk_rd4ad"]
+    assert sorted(r["method"] for r in board["rows"]) == sorted(list_methods())
     for row in board["rows"]:
         metrics_file = json.load(open(row["files"][0]))
         assert row["random_teacher"] and metrics_file["teacher"]["weights"] == "random"
@@ -341,7 +390,7 @@ def test_tiny_end_to_end(tmp_path):
     assert tables.RANDOM_TEACHER_MARK in open(root / "leaderboard.md").read()
     assert (root / "leaderboard_synthetic.png").stat().st_size > 1000
     complexity = {c["method"]: c for c in board["complexity"]}
-    assert sorted(complexity) == ["rd4ad", "rgpkd", "sk_rd4ad"]
+    assert sorted(complexity) == sorted(list_methods())
     for record in complexity.values():
         assert record["params_trainable"] > 0 and record["params_frozen"] > 0
         # XLA drops what the map does not use (RGPKD's reconstruction head), so inference may be < forward.
@@ -349,7 +398,7 @@ def test_tiny_end_to_end(tmp_path):
         assert record["images_per_s_batch16"] > 0 and record["train_images_per_s"] > 0
         assert record["device"] and record["jax_version"] and record["peak_memory_kind"]
     rerun = subprocess.run([sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
-                            "--category=grid", "--config_override=train.epochs=1"],
+                            "--categories=grid", "--overrides=train.epochs=1"],
                            cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0 and "6 skipped_finished" in rerun.stdout
+    assert rerun.returncode == 0 and f"{2 * len(list_methods())} skipped_finished" in rerun.stdout
 

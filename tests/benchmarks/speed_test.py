@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import aupro_reference_loop, inputs, official_peer, speed, speed_memory, speed_report, speed_setup
+from benchmarks.speed import (anomalib_peer, aupro_loop, inputs, memory_probe, official_peer, peers, report, run,
+                              sections, sizes)
 from tests.helpers import REPO, import_oracle
 
 TRAIN_ROWS = {"train/rd4ad", "train/rd4ad_fraction_of_peak", "train/rd4ad_teacher_cache",
@@ -20,19 +21,20 @@ OTHER_ROWS = {"infer/batch1", "infer/batch16", "eval/end_to_end",
               "aupro/rd4ad_per_image_vs_threshold_loop", "aupro/rd4ad_per_image_vs_loop_labelled_once",
               "aupro/official_vs_threshold_loop", "memory/train", "memory/train_process", "memory/infer", "memory/infer_process",
               "memory/train_remat", "memory/train_teacher_cache"}
-VARIANT_ROWS = {f"variant/{task}[{impl},{dtype}]" for task in ("train", "infer") for impl, dtype in speed.VARIANTS}
+VARIANT_ROWS = {f"variant/{task}[{impl},{dtype}]" for task in ("train", "infer") for impl, dtype in run.VARIANTS}
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("speed")
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", "--tiny", "--peers=none", "--method=rd4ad",
-         f"--section={','.join(speed.SECTIONS)}", f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+        [sys.executable, "-m", "benchmarks.speed", "--tiny", "--peers=none", "--methods=rd4ad",
+         f"--sections={','.join(sections.SECTIONS)}", f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True,
+        timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    with open(out / speed_report.JSON_FILE) as f:
+    with open(out / report.JSON_FILE) as f:
         result = json.load(f)
-    return result, (out / speed_report.MARKDOWN_FILE).read_text()
+    return result, (out / report.MARKDOWN_FILE).read_text()
 
 
 def test_tiny_run_has_every_row_with_values(tiny_run):
@@ -48,7 +50,7 @@ def test_tiny_run_has_every_row_with_values(tiny_run):
     for name in ("aupro/rd4ad_per_image_vs_threshold_loop", "train/rd4ad_fraction_of_peak"):
         row = rows[name]
         assert row["ratio"] == pytest.approx(row["ours"] / row["peer"]), name
-        assert row["target"] == "{} {:g}".format(*speed_report.TARGETS[name]) and row["met"] in (True, False)
+        assert row["target"] == "{} {:g}".format(*report.TARGETS[name]) and row["met"] in (True, False)
     assert rows["train/rd4ad"]["ratio"] is None and rows["train/rd4ad"]["met"] is None
     # The cached and the remat step are measured against our plain step too, so they have a ratio
     # without a peer; against the peer (none here) they have none.
@@ -85,16 +87,16 @@ def test_threshold_loop_matches_our_per_image_aupro(label_once):
     """The benchmark's reference is the same metric as ours (else the speed ratio means nothing)."""
     from rgpkd_jax.metrics import aupro
     maps, masks, _ = inputs.anomaly_test_set(9, 48, seed=3)
-    assert aupro_reference_loop.threshold_loop_aupro(maps, masks, label_once=label_once) == pytest.approx(
+    assert aupro_loop.threshold_loop_aupro(maps, masks, label_once=label_once) == pytest.approx(
         aupro.aupro_rd4ad_per_image(maps, masks).mean, abs=1e-12)
 
 
 def test_ratio_and_target_semantics():
-    faster = speed_report.Row("infer/batch16", "images/s", 30.0, 10.0, "peer")
+    faster = report.Row("infer/batch16", "images/s", 30.0, 10.0, "peer")
     assert faster.ratio == 3.0 and faster.met is True and faster.target == ">= 2"
-    heavier = speed_report.Row("memory/train", "MiB", 1200.0, 1000.0, "peer")
+    heavier = report.Row("memory/train", "MiB", 1200.0, 1000.0, "peer")
     assert heavier.ratio == pytest.approx(1.2) and heavier.met is False
-    alone = speed_report.Row("train/rd4ad", "images/s", 1.0, None, "(no peer)")
+    alone = report.Row("train/rd4ad", "images/s", 1.0, None, "(no peer)")
     assert alone.ratio is None and alone.met is None
 
 
@@ -137,11 +139,11 @@ def official_run(standin_dir, module_tmp_path):
     out = module_tmp_path / "speed_official"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.speed", "--tiny", "--peers=official", f"--official_dir={standin_dir}",
-         "--section=train,inference,memory", "--method=rd4ad", f"--output_dir={out}"],
+         "--sections=train,inference,memory", "--methods=rd4ad", f"--output_dir={out}"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    with open(out / speed_report.JSON_FILE) as f:
-        return json.load(f), (out / speed_report.MARKDOWN_FILE).read_text()
+    with open(out / report.JSON_FILE) as f:
+        return json.load(f), (out / report.MARKDOWN_FILE).read_text()
 
 
 def test_official_peer_rows_next_to_ours(official_run):
@@ -170,17 +172,17 @@ def test_official_peer_rows_next_to_ours(official_run):
 
 def test_official_memory_probe_in_its_own_process(standin_dir):
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed_memory", "--probe=infer:official", "--tiny",
+        [sys.executable, "-m", "benchmarks.speed.memory_probe", "--probe=infer:official", "--tiny",
          f"--official_dir={standin_dir}"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     probe = json.loads(done.stdout.strip().splitlines()[-1])
     assert probe["impl"] == "official" and probe["peak_mib"] > 0
 
 
-@pytest.mark.parametrize("variant", sorted(speed_memory.OUR_TRAIN_VARIANTS))
+@pytest.mark.parametrize("variant", sorted(memory_probe.OUR_TRAIN_VARIANTS))
 def test_our_train_variant_memory_probe_in_its_own_process(variant):
     """The full-size run probes in subprocesses (the tiny run in its own process): the same path."""
-    done = subprocess.run([sys.executable, "-m", "benchmarks.speed_memory", f"--probe=train:{variant}", "--tiny"],
+    done = subprocess.run([sys.executable, "-m", "benchmarks.speed.memory_probe", f"--probe=train:{variant}", "--tiny"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     probe = json.loads(done.stdout.strip().splitlines()[-1])
@@ -188,8 +190,8 @@ def test_our_train_variant_memory_probe_in_its_own_process(variant):
 
 
 def test_official_peer_maps_and_train_step(standin_dir):
-    peers, _ = speed_setup.load_peers(["official"], str(standin_dir))
-    model = peers["official"].build("resnet18", 64)
+    loaded, _ = peers.load_peers(["official"], str(standin_dir))
+    model = loaded["official"].build("resnet18", 64)
     batch = model.prepare(inputs.random_images(3, 64))
     maps, scores = model.maps_and_scores(batch)
     assert maps.shape == (3, 64, 64) and np.array_equal(scores, maps.max(axis=(1, 2)))
@@ -216,7 +218,7 @@ def test_official_dir_errors_name_the_flag(official_dir, message, tmp_path):
         write_standin(tmp_path, {**STANDIN_FILES, "main.py": "import not_installed_package_xyz\n"})
     given = str(tmp_path) if official_dir else None
     with pytest.raises(official_peer.OfficialCodeError, match=message):
-        speed_setup.load_peers(["official"], given)
+        peers.load_peers(["official"], given)
     assert "main" not in sys.modules and "resnet" not in sys.modules
 
 
@@ -224,26 +226,27 @@ def test_official_dir_error_is_one_line_from_the_command(tmp_path):
     done = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--tiny", "--peers=official",
                            f"--official_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
-    assert f"--official_dir={tmp_path}: no resnet.py, de_resnet.py, main.py, test.py there" in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (f"error: --official_dir={tmp_path}: no resnet.py, de_resnet.py, "
+                                                    "main.py, test.py there; give a checkout of the official RD4AD "
+                                                    f"code ({official_peer.CLONE_HINT})")
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("peers, official_dir, message", [
+@pytest.mark.parametrize("names, official_dir, message", [
     (["anomalib", "none"], None, "'none' runs ours alone"),
     (["onnx"], None, "--peers: unknown"),
     (["anomalib"], "somewhere", "--official_dir is only used with --peers=official"),
 ])
-def test_peer_flag_errors(peers, official_dir, message):
+def test_peer_flag_errors(names, official_dir, message):
     with pytest.raises(ValueError, match=message):
-        speed_setup.check_peers(peers, official_dir)
+        peers.check_peers(names, official_dir)
 
 
 def test_missing_anomalib_still_runs_the_official_peer(standin_dir, monkeypatch):
-    from benchmarks import peers
-    monkeypatch.setattr(peers, "missing_packages", lambda: ["anomalib"])
-    loaded, reasons = speed_setup.load_peers(["anomalib", "official"], str(standin_dir))
+    monkeypatch.setattr(anomalib_peer, "REQUIRED", ("torch", "not_installed_package_xyz"))
+    loaded, reasons = peers.load_peers(["anomalib", "official"], str(standin_dir))
     assert list(loaded) == ["official"] and loaded["official"].row_suffix == "_vs_official"
-    assert "missing: anomalib" in reasons["anomalib"] and set(reasons) == {"anomalib"}
+    assert "missing: not_installed_package_xyz" in reasons["anomalib"] and set(reasons) == {"anomalib"}
 
 
 def test_a_failing_section_is_listed_and_the_other_sections_keep_their_rows(monkeypatch):
@@ -252,11 +255,11 @@ def test_a_failing_section_is_listed_and_the_other_sections_keep_their_rows(monk
         raise RuntimeError("memory probe train:ours_remat failed:\n...\nthe error's last line")
 
     def passing(run):
-        run.rows.append(speed_report.Row("aupro/rd4ad_per_image_vs_threshold_loop", "images/s", 2.0, 1.0, "loop"))
+        run.rows.append(report.Row("aupro/rd4ad_per_image_vs_threshold_loop", "images/s", 2.0, 1.0, "loop"))
 
-    monkeypatch.setattr(speed, "inference_section", failing)
-    monkeypatch.setattr(speed, "aupro_section", passing)
-    result = speed.benchmark(speed_setup.TINY, sections=("inference", "aupro"), methods=("rd4ad",))
+    monkeypatch.setattr(sections, "inference_section", failing)
+    monkeypatch.setattr(sections, "aupro_section", passing)
+    result = sections.benchmark(sizes.TINY, sections=("inference", "aupro"), methods=("rd4ad",))
     assert result["failed"] == ["inference: RuntimeError: the error's last line"]
     assert [row["name"] for row in result["rows"]] == ["aupro/rd4ad_per_image_vs_threshold_loop"]
-    assert "inference: RuntimeError: the error's last line" in speed_report.to_markdown(result)
+    assert "inference: RuntimeError: the error's last line" in report.to_markdown(result)

@@ -1,14 +1,10 @@
-"""The shared timing and flop-count helpers, and the rule that importing a benchmark defines no flags."""
+"""The shared timing and flop-count helpers."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from benchmarks import timing
-from tests.helpers import REPO
+from benchmarks.speed import timing
 
 
 def test_gflops_count_a_multiply_add_as_two():
@@ -28,14 +24,11 @@ def test_interleaved_times_every_case_once_per_round():
     assert timing.rate(10, [1.0, 2.0, 5.0]) == 5.0
 
 
-def test_importing_the_benchmarks_defines_no_flags():
-    """Only a tool run as a program defines its flags, so two tools that share a flag name
-    (--tiny, --repeats, --config_dir...) can be imported into one process (a fresh one here, so
-    that modules other tests imported already are imported again)."""
-    # absl.app and absl.logging define their own flags (--v, --logtostderr...) when imported: first.
-    script = ("import importlib, pkgutil; from absl import app, flags, logging; import benchmarks; "
-              "before = set(flags.FLAGS); "
-              "[importlib.import_module('benchmarks.' + m.name) for m in pkgutil.iter_modules(benchmarks.__path__)]; "
-              "print(sorted(set(flags.FLAGS) - before))")
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+def test_alternating_rounds_reverse_every_other_round():
+    calls = []
+    times = timing.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                               warmup=1, repeats=3, alternate=True)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b"]
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+
+

@@ -136,3 +136,4 @@ def test_download_checks_digest_and_keeps_nothing_on_mismatch(tmp_path):
     path = source.fetch(url, "md5", digest, str(tmp_path / "dl"))
     extracted = source.extract(path, str(tmp_path / "dl" / "extracted" / "x"))
     assert open(os.path.join(extracted, "top", "bottle", "readme.txt")).read() == "hello"
+    assert os.listdir(tmp_path / "dl" / "extracted") == ["x"]  # no temporary folder left

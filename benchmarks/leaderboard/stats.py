@@ -1,0 +1,154 @@
+"""The leaderboard's numbers: per category the mean and sample std over seeds, per dataset the mean
+of the category means (std over the per-seed means), each beside its published counterpart.
+
+Published numbers (`published`) stand beside the metric they were computed with, and
+the difference is ours minus published, in points. A mean over an incomplete set of categories
+gets no difference: it would compare different things.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from benchmarks.leaderboard import jobs as jobs_lib
+from benchmarks.leaderboard import published
+
+METRICS = (
+    ("image_auroc", "Image AUROC"),
+    ("pixel_auroc", "Pixel AUROC"),
+    ("aupro", "AU-PRO (official)"),
+    ("aupro_rd4ad_per_image", "AUPRO (RD4AD per-image)"),
+)
+METRIC_NAMES = tuple(m for m, _ in METRICS)
+MEAN = "mean"
+
+
+def is_random_teacher(data: dict) -> bool:
+    return (data.get("teacher") or {}).get("weights") == "random" or bool(data.get("warning"))
+
+
+def _stats(values: Sequence[float]) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else None,
+            "n": int(len(values))}
+
+
+def dataset_categories(dataset: str, seen: Sequence[str]) -> tuple[str, ...]:
+    try:
+        known = jobs_lib.categories(dataset)
+    except ValueError:
+        return tuple(sorted(set(seen)))
+    return known + tuple(sorted(set(seen) - set(known)))
+
+
+def _scopes(dataset: str, all_categories: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The summary scopes of a dataset: `mean` over every category, then the published sub-groups."""
+    groups = published.GROUPS.get(dataset, {})
+    return [(MEAN, tuple(all_categories))] + [(f"{MEAN}/{g}", cats) for g, cats in groups.items()]
+
+
+def _published_value(method: str, variant: str, dataset: str, scope: str, metric: str):
+    """(percent, reference key) of the primary published number, or (None, None)."""
+    if variant:  # ablations have no published counterpart
+        return None, None
+    for ref in published.references(method=method, dataset=dataset, primary=True):
+        value = ref.values.get(metric, {}).get(scope)
+        if value is not None:
+            return value, ref.key
+    return None, None
+
+
+def _with_published(cell: dict, method, variant, dataset, scope, metric, comparable=True) -> dict:
+    value, key = _published_value(method, variant, dataset, scope, metric)
+    cell["published_percent"] = value
+    cell["published_reference"] = key
+    cell["diff_points"] = (100 * cell["mean"] - value) if value is not None and comparable else None
+    return cell
+
+
+def build_rows(results: list[dict]) -> list[dict]:
+    """One row per (dataset, category, method+variant), metrics aggregated over seeds."""
+    grouped: dict[tuple, list[dict]] = {}
+    for entry in results:
+        s = entry["spec"]
+        grouped.setdefault((s["dataset"], s["category"], s["method"], s["variant"]), []).append(entry)
+    rows = []
+    for (dataset, category, method, variant), entries in grouped.items():
+        entries.sort(key=lambda e: e["spec"]["seed"])
+        metrics = {}
+        for metric in METRIC_NAMES:
+            per_seed = {e["spec"]["seed"]: e["data"]["metrics"][metric]
+                        for e in entries if metric in e["data"].get("metrics", {})}
+            if per_seed:
+                cell = {"per_seed": per_seed, **_stats(list(per_seed.values()))}
+                metrics[metric] = _with_published(cell, method, variant, dataset, category, metric)
+        rows.append({
+            "dataset": dataset, "category": category, "method": method, "variant": variant,
+            "method_label": f"{method}+{variant}" if variant else method,
+            "seeds": [e["spec"]["seed"] for e in entries],
+            "random_teacher": any(is_random_teacher(e["data"]) for e in entries),
+            "warnings": sorted({e["data"]["warning"] for e in entries if e["data"].get("warning")}),
+            "files": [e["path"] for e in entries],
+            "metrics": metrics,
+        })
+    return rows
+
+
+def build_summaries(rows: list[dict]) -> list[dict]:
+    """Per dataset and method: the mean over categories (and sub-groups), with its std over seeds."""
+    summaries = []
+    for dataset in sorted({r["dataset"] for r in rows}):
+        in_dataset = [r for r in rows if r["dataset"] == dataset]
+        all_categories = dataset_categories(dataset, [r["category"] for r in in_dataset])
+        for label in sorted({r["method_label"] for r in in_dataset}):
+            by_category = {r["category"]: r for r in in_dataset if r["method_label"] == label}
+            any_row = next(iter(by_category.values()))
+            for scope, scope_categories in _scopes(dataset, all_categories):
+                metrics = {}
+                for metric in METRIC_NAMES:
+                    cells = {c: by_category[c]["metrics"][metric] for c in scope_categories
+                             if c in by_category and metric in by_category[c]["metrics"]}
+                    if not cells:
+                        continue
+                    common = set.intersection(*(set(cell["per_seed"]) for cell in cells.values()))
+                    per_seed = {s: float(np.mean([cell["per_seed"][s] for cell in cells.values()]))
+                                for s in sorted(common)}
+                    complete = len(cells) == len(scope_categories)
+                    cell = {
+                        "mean": float(np.mean([cell["mean"] for cell in cells.values()])),
+                        "std": _stats(list(per_seed.values()))["std"] if per_seed else None,
+                        "per_seed": per_seed, "n": len(per_seed),
+                        "categories": sorted(cells), "num_categories": len(cells),
+                        "total_categories": len(scope_categories), "complete": complete,
+                    }
+                    metrics[metric] = _with_published(cell, any_row["method"], any_row["variant"], dataset,
+                                                      scope, metric, comparable=complete)
+                if metrics:
+                    summaries.append({
+                        "dataset": dataset, "scope": scope, "method": any_row["method"],
+                        "variant": any_row["variant"], "method_label": label,
+                        "random_teacher": any(r["random_teacher"] for r in by_category.values()),
+                        "metrics": metrics})
+    return summaries
+
+
+def build_secondary(rows: list[dict], summaries: list[dict]) -> list[dict]:
+    """Our default-variant numbers beside every non-primary published reference."""
+    ours = {(r["dataset"], r["category"], r["method_label"]): r for r in rows}
+    ours.update({(s["dataset"], s["scope"], s["method_label"]): s for s in summaries})
+    comparisons = []
+    for ref in published.references(primary=False):
+        for metric, values in ref.values.items():
+            for scope, value in values.items():
+                mine = ours.get((ref.dataset, scope, ref.method), {}).get("metrics", {}).get(metric)
+                if mine is None:
+                    continue
+                comparable = mine.get("complete", True)
+                comparisons.append({
+                    "reference": ref.key, "dataset": ref.dataset, "method": ref.method, "scope": scope,
+                    "metric": metric, "published_percent": value, "mean": mine["mean"], "std": mine["std"],
+                    "diff_points": 100 * mine["mean"] - value if comparable else None})
+    return comparisons
