@@ -14,8 +14,8 @@ from rgpkd_jax import cli, files
 
 
 def define_flags() -> None:
-    flags.DEFINE_integer("num_images", 460, "Test images (a third good); 460 at 256 px is ~30 M pixels, a large "
-                         "VisA category.")
+    flags.DEFINE_list("num_images", ["460"], "Test-set sizes in images (a third good), one table each; 460 at "
+                      "256 px is ~30 M pixels, a large VisA category.")
     flags.DEFINE_integer("image_size", 256, "Image side in pixels (a multiple of 16).")
     flags.DEFINE_integer("repeats", 3, "Timed calls per case; the best is reported.")
     flags.DEFINE_integer("seed", 0, "Seed of the random test set.")
@@ -27,8 +27,10 @@ def main(argv) -> None:
     f = flags.FLAGS
     if not f.output_dir:
         raise ValueError("--output_dir is required: where the JSON and Markdown files go")
-    if f.num_images < 3:
-        raise ValueError(f"--num_images={f.num_images}: give at least 3 (a third of the test set is good)")
+    sizes = common_flags.whole_numbers(f.num_images, "num_images")
+    if min(sizes, default=0) < 3:
+        raise ValueError(f"--num_images={','.join(f.num_images)}: give sizes of at least 3 (a third of a test "
+                         "set is good)")
     if f.image_size < 16 or f.image_size % 16:
         raise ValueError(f"--image_size={f.image_size}: give a multiple of 16 (the maps' noise is drawn on a "
                          "16x coarser grid)")
@@ -36,9 +38,9 @@ def main(argv) -> None:
         raise ValueError(f"--repeats={f.repeats}: give at least 1")
     files.ensure_writable_dir(f.output_dir, what="--output_dir")
     command = "python -m benchmarks.metrics " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report = measure.run(f.num_images, f.image_size, f.repeats, f.seed)
-    paths = measure.write(report, f.output_dir, command)
-    print(measure.markdown(report, command))
+    reports = [measure.run(n, f.image_size, f.repeats, f.seed) for n in sizes]
+    paths = measure.write(reports, f.output_dir, command)
+    print(measure.markdown(reports, command))
     print("wrote " + " and ".join(paths), flush=True)
 
 

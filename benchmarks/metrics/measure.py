@@ -93,7 +93,7 @@ def peak_mib(fn: Callable[[], object]) -> float:
 
 
 def run(num_images: int, image_size: int, repeats: int, seed: int) -> dict:
-    """The report: inputs, one row per case, the values and their agreement."""
+    """The report of one test-set size: inputs, one row per case, the values and their agreement."""
     maps, masks, labels = inputs.anomaly_test_set(num_images, image_size, seed=seed)
     masks = masks > 0  # as the evaluator holds them (rgpkd_jax.evaluate.collect_test_predictions)
     rows, values = [], {}
@@ -116,29 +116,29 @@ def run(num_images: int, image_size: int, repeats: int, seed: int) -> dict:
     }
 
 
-def markdown(report: dict, command: str) -> str:
-    i = report["inputs"]
-    lines = ["# Metric time and memory: ours against scikit-learn",
-             "",
-             f"`{command}`",
-             "",
-             f"{i['num_images']} maps of {i['image_size']} x {i['image_size']} px ({i['pixels'] / 1e6:.1f} M pixels, "
-             f"{i['maps_mib']:.1f} MiB of float32; {i['defective_fraction']:.2%} defective pixels, "
-             f"{i['good_images']} good images), seed {i['seed']}; best of {report['repeats']} calls; "
-             f"load average {', '.join(f'{x:.1f}' for x in report['load_average'])}.",
-             "",
-             "| case | what | seconds | peak MiB | peak / maps |",
-             "|---|---|---:|---:|---:|"]
-    lines += [f"| {r['name']} | {r['description']} | {r['best_s']:.3f} | {r['peak_mib']:.0f} | "
-              f"{r['peak_vs_maps']:.2f} |" for r in report["rows"]]
-    lines += ["", f"Largest difference between our values and sklearn's (image and pixel AUROC, AP, F1-max): "
-                  f"{report['max_abs_difference_ours_vs_sklearn']:.1e}.", ""]
+def markdown(reports: list[dict], command: str) -> str:
+    """One table per test-set size."""
+    lines = ["# Metric time and memory: ours against scikit-learn", "", f"`{command}`", ""]
+    for report in reports:
+        i = report["inputs"]
+        lines += [f"## {i['num_images']} maps of {i['image_size']} x {i['image_size']} px", "",
+                  f"{i['pixels'] / 1e6:.1f} M pixels, {i['maps_mib']:.1f} MiB of float32; "
+                  f"{i['defective_fraction']:.2%} defective pixels, {i['good_images']} good images; seed {i['seed']}; "
+                  f"best of {report['repeats']} calls; load average "
+                  f"{', '.join(f'{x:.1f}' for x in report['load_average'])}.",
+                  "",
+                  "| case | what | seconds | peak MiB | peak / maps |",
+                  "|---|---|---:|---:|---:|"]
+        lines += [f"| {r['name']} | {r['description']} | {r['best_s']:.3f} | {r['peak_mib']:.0f} | "
+                  f"{r['peak_vs_maps']:.2f} |" for r in report["rows"]]
+        lines += ["", "Largest difference between our values and sklearn's (image and pixel AUROC, AP, "
+                      f"F1-max): {report['max_abs_difference_ours_vs_sklearn']:.1e}.", ""]
     return "\n".join(lines)
 
 
-def write(report: dict, output_dir: str, command: str) -> list[str]:
+def write(reports: list[dict], output_dir: str, command: str) -> list[str]:
     """The JSON and Markdown files in ``output_dir`` (checked writable before the run)."""
     paths = [os.path.join(output_dir, JSON_FILE), os.path.join(output_dir, MARKDOWN_FILE)]
-    files.write_json(paths[0], {"command": command, **report})
-    files.write_text(paths[1], markdown(report, command))
+    files.write_json(paths[0], {"command": command, "test_sets": reports})
+    files.write_text(paths[1], markdown(reports, command))
     return paths
