@@ -123,6 +123,11 @@ def base_config(method: str) -> ml_collections.ConfigDict:
         # -1: image scores as computed (RD4AD; SK-RD4AD's README run, --seg 1); d >= 0: rounded
         # to d decimals before image AUROC, as SK-RD4AD's default image-only evaluation (--seg 0: 3)
         image_score_decimals=-1,
+        # The evaluation protocol (docs/protocol.md; recorded under `protocol` in eval_metrics.json):
+        # masks are compared with the maps at dataset.image_size, resized bilinearly and a pixel
+        # is defective when the resized mask (in [0, 1]) is > mask_threshold (official: 0.5; 0
+        # keeps every pixel the resize touched, as some code does).
+        mask_threshold=0.5,
         fpr_limit=0.3,             # AU-PRO integration limit (official MVTec: 0.3)
         rd4ad_per_image_aupro=True,  # also report the RD4AD-code variant (labelled as such)
         num_visualise=8,           # images per kind (good / defective) in the PNG sheet

@@ -22,8 +22,8 @@ from flax import nnx
 
 from rgpkd_jax import anomaly_maps, files, model_setup, sharding, visualize, workdir_lock
 from rgpkd_jax.data import pipeline
-from rgpkd_jax.deploy.images import to_uint8
-from rgpkd_jax.metrics import summary
+from rgpkd_jax.deploy.images import size_hw, to_uint8
+from rgpkd_jax.metrics import aupimo, summary
 
 METRICS_FILE = "eval_metrics.json"
 THRESHOLD_FILE = "threshold.json"
@@ -81,7 +81,8 @@ def _round_up(x: int, multiple: int) -> int:
 
 def collect_test_predictions(model, config) -> dict[str, np.ndarray]:
     """Maps, scores and ground truth of the whole test split, in dataset order (`model`: an nnx
-    model or a :class:`MapRunner`)."""
+    model or a :class:`MapRunner`). Masks are bool: a quarter of float32's memory, and the metrics
+    take them without a copy."""
     runner = _runner(model, config)
     parts: dict[str, list] = {k: [] for k in ("map", "score", "mask", "label", "defect_type",
                                                "file_name", "image")}
@@ -90,13 +91,34 @@ def collect_test_predictions(model, config) -> dict[str, np.ndarray]:
         maps, scores = runner(batch["image"])
         parts["map"].append(maps)
         parts["score"].append(scores)
-        for key in ("mask", "label", "defect_type", "file_name"):
+        parts["mask"].append(np.asarray(batch["mask"]) > 0)  # 0/1 after the pipeline's threshold
+        for key in ("label", "defect_type", "file_name"):
             parts[key].append(np.asarray(batch[key]))
         if keep_images:
             parts["image"].append(to_uint8(batch["image"]))
     if not parts["map"]:
         raise ValueError(f"the test split of {config.dataset.name}/{config.dataset.category} is empty")
     return {k: np.concatenate(v) for k, v in parts.items() if v}
+
+
+def protocol(config) -> dict:
+    """The evaluation choices that change the numbers (docs/protocol.md), as eval_metrics.json
+    records them under ``protocol``."""
+    ec = config.eval
+    return {
+        # maps and masks are compared at the model's input size, never at the native resolution
+        "resolution": list(size_hw(config.dataset.image_size)),
+        "mask_resize": "bilinear",
+        "mask_threshold": ec.mask_threshold,  # a resized mask pixel (in [0, 1]) above it is defective
+        "gaussian_sigma": ec.sigma,
+        "map_combine": ec.combine,
+        "image_score": ec.score if ec.score != "topk_mean" else f"topk_mean({ec.topk})",
+        "image_score_decimals": ec.image_score_decimals,
+        "image_label": "folder",  # good / defect folder, not the resized mask
+        "aupro_fpr_limit": ec.fpr_limit,
+        "aupimo_fpr_bounds": list(aupimo.FPR_BOUNDS),
+        "aupimo_num_thresholds": aupimo.NUM_THRESHOLDS,
+    }
 
 
 def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = None) -> dict:
@@ -107,17 +129,22 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
     predictions = collect_test_predictions(model, config)
     predictions["score"] = summary.round_image_scores(predictions["score"], ec.image_score_decimals)
     metrics = summary.compute_metrics(
-        predictions["map"], predictions["mask"], predictions["label"], scores=predictions["score"],
-        defect_types=predictions["defect_type"], fpr_limit=ec.fpr_limit,
-        per_image_aupro=ec.rd4ad_per_image_aupro, file_names=predictions["file_name"])
+        predictions["map"], predictions["mask"] if pipeline.has_masks(config) else None,
+        predictions["label"], scores=predictions["score"], defect_types=predictions["defect_type"],
+        fpr_limit=ec.fpr_limit, per_image_aupro=ec.rd4ad_per_image_aupro,
+        file_names=predictions["file_name"])
     left_out = metrics.pop(summary.PER_IMAGE_AUPRO_LEFT_OUT, None)
+    unavailable = metrics.pop(summary.UNAVAILABLE, None)
     result = {
         "dataset": config.dataset.name, "category": config.dataset.category,
         "method": config.method, "num_test_images": int(len(predictions["label"])),
         "image_size": config.dataset.image_size, "teacher": teacher_info or {},
         "image_score_decimals": ec.image_score_decimals,
+        "protocol": protocol(config),
         "metrics": metrics,
     }
+    if unavailable:  # metric -> why it has no value (no masks; AUPIMO on too few normal pixels)
+        result["metrics_unavailable"] = unavailable
     if left_out is not None:  # reason -> file names of the images the per-image AUPRO leaves out
         result["aupro_rd4ad_per_image_left_out"] = left_out
     if (teacher_info or {}).get("weights") == "random":
@@ -130,7 +157,7 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
             threshold_path = os.path.join(workdir, THRESHOLD_FILE)
             threshold = read_threshold(workdir)["threshold"] if os.path.exists(threshold_path) else None
             with files.failure_recorded(f"the figures in {workdir}", unwritten):
-                visualize.write_figures(predictions, config, workdir, threshold=threshold,
+                visualize.write_figures(predictions, metrics, config, workdir, threshold=threshold,
                                         random_teacher=(teacher_info or {}).get("weights") == "random")
         _keep_unwritten(result, unwritten)
     return result
@@ -149,15 +176,21 @@ def _keep_unwritten(result: dict, unwritten: dict[str, str]) -> None:
 
 
 def format_summary(result: dict) -> str:
-    """The metrics of :func:`evaluate_model`'s result as the lines the command line prints."""
-    m = result["metrics"]
+    """The metrics of :func:`evaluate_model`'s result as the lines the command line prints; the
+    header names the protocol (docs/protocol.md)."""
+    m, p = result["metrics"], result["protocol"]
     # The random-teacher warning speaks of "the scores below": it goes above them.
     lines = ["WARNING: " + result["warning"]] if result.get("warning") else []
-    lines += [f"{result['method']} on {result['dataset']}/{result['category']} "
-              f"({result['num_test_images']} test images):"]
-    for key, label in summary.METRIC_LABELS.items():
-        if key in m:  # pixel metrics need masks: image-label-only datasets have none
-            lines.append(f"  {label:<24} {m[key]:.4f}")
+    lines.append(f"{result['method']} on {result['dataset']}/{result['category']} "
+                 f"({result['num_test_images']} test images; {p['resolution'][0]}x{p['resolution'][1]}, "
+                 f"masks > {p['mask_threshold']:g}, sigma {p['gaussian_sigma']:g}, "
+                 f"AU-PRO to FPR {p['aupro_fpr_limit']:g}):")
+    # Metrics without a value (no masks, AUPIMO on a small set) are left out, and said why below.
+    lines += [f"  {label:<24} {m[key]:.4f}" for key, label in summary.METRIC_LABELS.items() if key in m]
+    by_reason: dict[str, list[str]] = {}
+    for key, reason in (result.get("metrics_unavailable") or {}).items():
+        by_reason.setdefault(reason, []).append(key)
+    lines += [f"  (not available: {', '.join(keys)}: {reason})" for reason, keys in by_reason.items()]
     if m.get("aupro_rd4ad_per_image/num_skipped"):
         lines.append(f"  ({m['aupro_rd4ad_per_image/num_skipped']} defective images left out of the "
                      "per-image AUPRO: aupro_rd4ad_per_image_left_out in eval_metrics.json)")

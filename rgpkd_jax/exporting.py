@@ -42,8 +42,8 @@ JAX2ONNX_INSTALL = ("pip install -e '.[export]' && pip install --no-deps jax2onn
                     "(README, 'Deploy': why --no-deps)")
 
 # config.eval keys that do not shape the exported function's maps and scores.
-_NOT_MAP_SETTINGS = ("batch_size", "image_score_decimals", "fpr_limit", "rd4ad_per_image_aupro",
-                     "num_visualise", "threshold_quantile")
+_NOT_MAP_SETTINGS = ("batch_size", "image_score_decimals", "mask_threshold", "fpr_limit",
+                     "rd4ad_per_image_aupro", "num_visualise", "threshold_quantile")
 
 MapFunction = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 

@@ -1,4 +1,5 @@
-"""Figures of an evaluation: an image / ground truth / heat-map sheet and the ROC and PRO curves."""
+"""Figures of an evaluation: an image / ground truth / heat-map sheet, and the image ROC, pixel
+precision-recall and PRO curves."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from rgpkd_jax import files
 from rgpkd_jax.deploy.images import overlay
-from rgpkd_jax.metrics import aupro, auroc
+from rgpkd_jax.metrics import summary
 from rgpkd_jax.metrics.summary import METRIC_LABELS
 
 SHEET_FILE = "examples.png"
@@ -74,20 +75,34 @@ def example_sheet(predictions: dict, path: str, per_kind: int, *, threshold: flo
     _save(example_figure(predictions, per_kind, threshold=threshold, random_teacher=random_teacher), path)
 
 
-def curves_figure(predictions: dict, path: str, fpr_limit: float) -> None:
+def curves_figure(predictions: dict, metrics: dict, path: str, fpr_limit: float) -> None:
+    """Image ROC, pixel precision-recall and PRO curves (the last two only with ground-truth masks:
+    ``metrics`` has the pixel metrics), labelled with the exact values of ``metrics``."""
     plt = _pyplot()
-    fig, (ax_roc, ax_pro) = plt.subplots(1, 2, figsize=(10, 4.5))
-    fpr, tpr, _ = auroc.roc_curve(predictions["score"], predictions["label"])
-    image_auroc = auroc.roc_auc(predictions["score"], predictions["label"])
-    ax_roc.plot(fpr, tpr, label=f"{METRIC_LABELS['image_auroc']} {image_auroc:.4f}")
+    has_masks = "pixel_auroc" in metrics
+    curves = summary.metric_curves(predictions["map"], predictions["mask"] if has_masks else None,
+                                   predictions["label"], predictions["score"], fpr_limit=fpr_limit)
+    fig, axes = plt.subplots(1, 3 if has_masks else 1, figsize=(15 if has_masks else 5, 4.5), squeeze=False)
+    ax_roc = axes[0, 0]
+    ax_roc.plot(curves["image_roc/fpr"], curves["image_roc/tpr"],
+                label=f"{METRIC_LABELS['image_auroc']} {metrics['image_auroc']:.4f}")
     ax_roc.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="image-level ROC")
     ax_roc.legend(loc="lower right")
-    pfpr, pro = aupro.pro_curve(predictions["map"], predictions["mask"], fpr_limit=fpr_limit)
-    ax_pro.plot(pfpr, pro, label=f"{METRIC_LABELS['aupro']} {np.trapezoid(pro, pfpr) / fpr_limit:.4f}")
-    ax_pro.set(xlabel="false positive rate (pixels)", ylabel="per-region overlap",
-               title=f"PRO curve up to FPR {fpr_limit:g}", xlim=(0, fpr_limit), ylim=(0, 1.02))
-    ax_pro.legend(loc="lower right")
+    if has_masks:
+        ax_pr, ax_pro = axes[0, 1], axes[0, 2]
+        # AP sums precision times each rise in recall: steps continued to the left of each point.
+        ax_pr.plot(curves["pixel_pr/recall"], curves["pixel_pr/precision"], drawstyle="steps-pre",
+                   label=f"{METRIC_LABELS['pixel_ap']} {metrics['pixel_ap']:.4f}, "
+                         f"{METRIC_LABELS['pixel_f1_max']} {metrics['pixel_f1_max']:.4f}")
+        ax_pr.set(xlabel="recall (defective pixels)", ylabel="precision", title="pixel-level precision-recall",
+                  xlim=(0, 1), ylim=(0, 1.02))
+        ax_pr.legend(loc="upper right")
+        ax_pro.plot(curves["pro/fpr"], curves["pro/pro"],
+                    label=f"{METRIC_LABELS['aupro']} {metrics['aupro']:.4f}")
+        ax_pro.set(xlabel="false positive rate (pixels)", ylabel="per-region overlap",
+                   title=f"PRO curve up to FPR {fpr_limit:g}", xlim=(0, fpr_limit), ylim=(0, 1.02))
+        ax_pro.legend(loc="lower right")
     fig.tight_layout()
     _save(fig, path)
 
@@ -98,10 +113,10 @@ def _save(fig, path: str) -> None:
     _pyplot().close(fig)
 
 
-def write_figures(predictions: dict, config, workdir: str, *, threshold: float | None = None,
+def write_figures(predictions: dict, metrics: dict, config, workdir: str, *, threshold: float | None = None,
                   random_teacher: bool = False) -> list[str]:
     paths = [os.path.join(workdir, SHEET_FILE), os.path.join(workdir, CURVES_FILE)]
     example_sheet(predictions, paths[0], config.eval.num_visualise, threshold=threshold,
                   random_teacher=random_teacher)
-    curves_figure(predictions, paths[1], config.eval.fpr_limit)
+    curves_figure(predictions, metrics, paths[1], config.eval.fpr_limit)
     return paths

@@ -14,6 +14,7 @@ from PIL import Image
 
 from rgpkd_jax import evaluate, model_setup, predict, visualize
 from rgpkd_jax.data import pipeline, preprocess
+from rgpkd_jax.metrics import summary
 from tests.helpers import make_unwritable, tiny_config
 
 
@@ -35,9 +36,19 @@ def test_evaluation_writes_metrics_and_figures(saved_workdir):
         written = json.load(f)
     assert written["metrics"] == pytest.approx(result["metrics"])
     assert written["num_test_images"] == pipeline.num_examples(config, "test")
-    for key in ("image_auroc", "pixel_auroc", "aupro", "aupro_rd4ad_per_image"):
+    for key in ("image_auroc", "pixel_auroc", "aupro", "aupro_rd4ad_per_image", *summary.MAD_METRICS):
         assert 0.0 <= written["metrics"][key] <= 1.0, key
+    assert written["metrics"]["mad"] == pytest.approx(np.mean([written["metrics"][k] for k in summary.MAD_METRICS]))
     assert any(k.startswith("image_auroc/") for k in written["metrics"])
+    # The protocol, as data: the config's values (docs/protocol.md), and in the printed header.
+    assert written["protocol"] == evaluate.protocol(config)
+    assert (written["protocol"]["resolution"], written["protocol"]["mask_threshold"],
+            written["protocol"]["gaussian_sigma"], written["protocol"]["aupro_fpr_limit"]) == (
+        [config.dataset.image_size] * 2, config.eval.mask_threshold, config.eval.sigma, config.eval.fpr_limit)
+    header = f"({written['num_test_images']} test images; 64x64, masks > 0.5, sigma 1, AU-PRO to FPR 0.3):"
+    assert header in evaluate.format_summary(result)
+    # A tiny test set has too few normal pixels for AUPIMO's FPR of 1e-5: said, not a number.
+    assert "aupimo" not in written["metrics"] and "normal images" in written["metrics_unavailable"]["aupimo"]
     assert "RANDOM TEACHER" in written["warning"]
     for name in (visualize.SHEET_FILE, visualize.CURVES_FILE):
         with Image.open(os.path.join(workdir, name)) as image:
@@ -125,13 +136,41 @@ def test_evaluation_lists_images_left_out_of_the_per_image_aupro(tmp_path, monke
     assert "1 defective images left out" in evaluate.format_summary(result)
 
 
+def test_image_label_datasets_get_no_pixel_metrics(tmp_path, monkeypatch):
+    """A dataset without masks (elpv: its masks are all zero, no ground truth) reports the image
+    metrics; the pixel metrics and mAD are absent and listed as unavailable, never numbers."""
+    rng = np.random.default_rng(4)
+    labels = np.array([0, 0, 0, 1, 1], np.int32)
+    predictions = {"map": rng.random((5, 8, 8)), "score": np.array([0.1, 0.4, 0.2, 0.3, 0.9]),
+                   "mask": np.zeros((5, 8, 8), bool), "label": labels,
+                   "defect_type": np.array(["good"] * 3 + ["p100"] * 2),
+                   "file_name": np.array([f"{i}.png" for i in range(5)]),
+                   "image": rng.integers(0, 255, (5, 8, 8, 3), dtype=np.uint8)}
+    monkeypatch.setattr(evaluate, "collect_test_predictions", lambda model, config: predictions)
+    config = tiny_config("rd4ad", data_dir=str(tmp_path), num_visualise=1)
+    config.dataset.name, config.dataset.category = "elpv", "mono"
+    result = evaluate.evaluate_model(None, config, str(tmp_path))
+    assert "unwritten" not in result and os.path.exists(tmp_path / visualize.CURVES_FILE)  # image ROC only
+    assert set(result["metrics"]) == {"image_auroc", "image_ap", "image_f1_max", "image_auroc/p100"}
+    assert result["metrics"]["image_ap"] == pytest.approx(
+        sklearn.metrics.average_precision_score(labels, predictions["score"]))
+    assert set(result["metrics_unavailable"]) == set(summary.MASK_METRICS)
+    assert "not available: pixel_auroc, pixel_ap, pixel_f1_max, aupro, mad" in evaluate.format_summary(result)
+
+
 def test_the_printed_summary_names_each_metric_present_by_its_label_in_report_order():
     """An image-label-only dataset has no pixel metrics: their lines are left out, not printed empty."""
-    run = {"method": "rd4ad", "dataset": "d", "category": "c", "num_test_images": 4}
-    everything = {"image_auroc": 0.91234, "pixel_auroc": 0.5, "aupro": 0.25, "aupro_rd4ad_per_image": 0.75}
+    run = {"method": "rd4ad", "dataset": "d", "category": "c", "num_test_images": 4,
+           "protocol": evaluate.protocol(tiny_config("rd4ad", data_dir="unused"))}
+    everything = {"image_auroc": 0.91234, "image_ap": 0.8, "image_f1_max": 0.7, "pixel_auroc": 0.5,
+                  "pixel_ap": 0.1, "pixel_f1_max": 0.2, "aupro": 0.25, "mad": 0.5, "aupimo": 0.3,
+                  "aupro_rd4ad_per_image": 0.75}
     lines = evaluate.format_summary({**run, "metrics": everything}).splitlines()[1:]
-    assert lines == ["  image AUROC              0.9123", "  pixel AUROC              0.5000",
-                     "  AU-PRO (official)        0.2500", "  AUPRO (RD4AD per-image)  0.7500"]
+    assert lines == ["  image AUROC              0.9123", "  image AP                 0.8000",
+                     "  image F1-max             0.7000", "  pixel AUROC              0.5000",
+                     "  pixel AP                 0.1000", "  pixel F1-max             0.2000",
+                     "  AU-PRO (official)        0.2500", "  mAD (mean of the 7)      0.5000",
+                     "  AUPIMO                   0.3000", "  AUPRO (RD4AD per-image)  0.7500"]
     assert evaluate.format_summary({**run, "metrics": {"image_auroc": 0.5}}).splitlines()[1:] == [
         "  image AUROC              0.5000"]
 

@@ -6,7 +6,8 @@ a dict of numpy arrays, B = batch size, S = `config.dataset.image_size`:
 | key          | shape, dtype          | meaning                                                   |
 |--------------|-----------------------|-----------------------------------------------------------|
 | image        | (B, S, S, 3) float32  | ImageNet-normalised image (`preprocess.preprocess_image`) |
-| mask         | (B, S, S) float32     | 0/1 ground truth, all zero for good images                |
+| mask         | (B, S, S) float32     | 0/1 ground truth, all zero for good images (and for       |
+|              |                       | datasets with image labels only: `has_masks`)             |
 | label        | (B,) int32            | 0 good, 1 defective                                       |
 | index        | (B,) int32            | position of the example in its split                      |
 | defect_type  | (B,) numpy unicode    | `good` or the defect folder name                          |
@@ -87,6 +88,12 @@ def data_source(config, split: str):
         split=split, decoders={"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()})
 
 
+def has_masks(config) -> bool:
+    """Whether the dataset has ground-truth masks; False for image-label datasets, whose masks are
+    all zero and no ground truth (`AnomalyBuilder.HAS_MASKS`)."""
+    return data_lib.builder_class(config.dataset.name).HAS_MASKS
+
+
 def num_examples(config, split: str) -> int:
     return len(data_source(config, split))
 
@@ -96,17 +103,20 @@ def _text(value) -> str:
 
 
 class LoadExample:
-    """Record index -> preprocessed example dict (a class so grain can pickle it to workers)."""
+    """Record index -> preprocessed example dict (a class so grain can pickle it to workers).
 
-    def __init__(self, source, image_size):
+    Masks are binarised at `config.eval.mask_threshold` after the resize (`preprocess_mask`)."""
+
+    def __init__(self, source, config):
         self.source = source
-        self.image_size = image_size
+        self.image_size = config.dataset.image_size
+        self.mask_threshold = mask_threshold(config)
 
     def __call__(self, index: int) -> dict:
         record = self.source[int(index)]
         return {
             "image": preprocess.preprocess_image(record["image"], self.image_size),
-            "mask": preprocess.preprocess_mask(record["mask"], self.image_size),
+            "mask": preprocess.preprocess_mask(record["mask"], self.image_size, self.mask_threshold),
             "label": np.int32(record["label"]),
             "index": np.int32(index),
             "defect_type": _text(record["defect_type"]),
@@ -124,6 +134,13 @@ def _ensure_absl_flags_parsed(*unused_worker_index_and_count) -> None:
     (tests, notebooks, worker processes) they are unparsed and reading one would raise."""
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
+
+
+def mask_threshold(config) -> float:
+    """`config.eval.mask_threshold` (the official 0.5 for data-only configs without `eval`), checked."""
+    threshold = (config.get("eval") or {}).get("mask_threshold", preprocess.OFFICIAL_MASK_THRESHOLD)
+    preprocess.check_mask_threshold(threshold)
+    return threshold
 
 
 def num_workers(config) -> int:
@@ -164,7 +181,7 @@ def train_iterator(config, *, seed: Optional[int] = None, shard_index: Optional[
                            f"{global_batch} (over {shard_count} processes): lower train.batch_size.")
     dataset = grain.MapDataset.range(total).shuffle(seed)
     dataset = dataset[: per_shard * shard_count][shard_index::shard_count]
-    dataset = dataset.map(LoadExample(source, config.dataset.image_size))
+    dataset = dataset.map(LoadExample(source, config))
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_stack).repeat(None)
     return _to_iterator(dataset, config)
 
@@ -179,5 +196,5 @@ def steps_per_epoch(config, *, shard_count: int = 1, drop_remainder: bool = True
 def test_batches(config, *, batch_size: int, split: str = "test") -> Iterator[dict]:
     """All examples of `split` once, in record order, in batches (the last may be smaller)."""
     source = data_source(config, split)
-    dataset = grain.MapDataset.range(len(source)).map(LoadExample(source, config.dataset.image_size))
+    dataset = grain.MapDataset.range(len(source)).map(LoadExample(source, config))
     return _to_iterator(dataset.batch(batch_size, drop_remainder=False, batch_fn=_stack), config)

@@ -5,9 +5,11 @@ size (PIL low-pass filters when downscaling, as torchvision's Resize does on PIL
 in [0, 1] -> ImageNet normalisation. The resize happens on the uint8 image, like
 `torchvision.transforms.Resize` followed by `ToTensor`, so the result equals torchvision's bit for bit.
 
-Masks: PIL -> 8-bit grey -> PIL bilinear resize on uint8 -> [0, 1] -> `> 0.5`. The official loader
-uses bilinear (not nearest) interpolation and thresholds in evaluation; we threshold here so every
-mask in a batch is exactly 0/1.
+Masks: PIL -> 8-bit grey -> PIL bilinear resize on uint8 -> [0, 1] -> `> threshold`
+(`config.eval.mask_threshold`, default the official 0.5). The official loader uses bilinear (not
+nearest) interpolation and thresholds in evaluation; we threshold here so every mask in a batch is
+exactly 0/1. The threshold is part of the evaluation protocol (docs/protocol.md): `> 0` keeps
+every pixel the resize touched and moves the pixel metrics.
 
 0/1 masks: some datasets (VisA) store masks with values 0/1 instead of 0/255. Fed to the official
 code such a mask becomes 1/255 after `ToTensor` and disappears at the 0.5 threshold (docs/reference.md
@@ -52,11 +54,20 @@ def mask_to_uint8(source: ImageSource, name: str | None = None) -> np.ndarray:
     return grey
 
 
-def preprocess_mask(source: ImageSource, size: Size) -> np.ndarray:
-    """Mask -> (H, W) float32 in {0, 1}: bilinear resize of the 0..255 mask, then > 0.5."""
+OFFICIAL_MASK_THRESHOLD = 0.5
+
+
+def check_mask_threshold(threshold) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
+        raise ValueError(f"config.eval.mask_threshold must be a number in [0, 1) (a resized mask pixel "
+                         f"is defective when above it; official 0.5), got {threshold!r}")
+
+
+def preprocess_mask(source: ImageSource, size: Size, threshold: float = OFFICIAL_MASK_THRESHOLD) -> np.ndarray:
+    """Mask -> (H, W) float32 in {0, 1}: bilinear resize of the 0..255 mask, then > ``threshold``."""
     height, width = size_hw(size)
     grey = Image.fromarray(mask_to_uint8(source))
     if grey.size != (width, height):
         grey = grey.resize((width, height), Image.Resampling.BILINEAR)
     unit = np.asarray(grey, dtype=np.float32) / np.float32(255.0)
-    return (unit > 0.5).astype(np.float32)
+    return (unit > threshold).astype(np.float32)

@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 import scipy.ndimage
 
-from rgpkd_jax.metrics.auroc import as_binary, check_finite_scores
+from rgpkd_jax.metrics.ranking import Ranking, as_binary, check_finite_scores, rank
 
 OFFICIAL_FPR_LIMIT = 0.3
 RD4AD_NUM_THRESHOLDS = 200
@@ -53,95 +53,75 @@ def _region_weights(masks: np.ndarray) -> np.ndarray:
     """Per defective pixel (in ``maps[masks]`` order): 1 / (region size * number of regions).
 
     Summing these over the pixels above a threshold gives the mean, over all regions of the set,
-    of the fraction of each region above that threshold: the PRO value.
+    of the fraction of each region above that threshold: the PRO value. Only defective pixels get
+    an entry (no full-size label array).
     """
-    region_ids = np.zeros(masks.shape, dtype=np.int64)
-    num_regions = 0
+    region_ids, num_regions = [], 0
     for i in np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1)):
         box, labelled, count = _label_regions(masks[i])
-        region_ids[i][box] = np.where(labelled > 0, labelled + num_regions, 0)
+        region_ids.append(labelled[masks[i][box]] + num_regions)
         num_regions += count
     if num_regions == 0:
         raise ValueError("AU-PRO is undefined: no ground-truth mask has a defective pixel "
                          "(is this a test set with only good images, or were masks not loaded?).")
-    ids = region_ids[masks]
+    ids = np.concatenate(region_ids)
     sizes = np.bincount(ids)
     return 1.0 / (sizes[ids] * float(num_regions))
 
 
-def _pro_segments(maps, masks, fpr_limit: float):
-    """The official PRO curve as straight segments ``(x0, x1, y0, y1)``, cut at ``fpr_limit``.
-
-    Every distinct score is a threshold (no grid); pixels at or above it are positive. Each
-    distinct normal-pixel score u moves the curve in a straight line from (FPR(> u), PRO(> u)) to
-    (FPR(>= u), PRO(>= u)): the official curve's last point of a tie run, joined by the trapezoid
-    rule. Between two such segments the curve only rises vertically (defective pixels alone), which
-    adds no area, so these segments carry the whole area of the official curve. Ascending FPR.
-    """
-    maps, masks = _check_inputs(maps, masks, fpr_limit)
-    weights = _region_weights(masks)
-    normal = maps[~masks]
-    if normal.size == 0:
-        raise ValueError("AU-PRO is undefined: every pixel is defective, so the FPR has no "
-                         "normal pixel to count.")
-    # Only the highest-scoring fpr_limit fraction of normal pixels (plus its whole tie group) can
-    # lie on the curve below the limit: select it with a linear-time partition before sorting.
-    num_needed = min(normal.size, int(np.ceil(fpr_limit * normal.size)) + 1)
-    cut = normal.size - num_needed
-    top = np.sort(normal[normal >= np.partition(normal, cut)[cut]])
-    # Distinct normal scores, ascending, and how many normal pixels score above / at-or-above each.
-    group_starts = np.concatenate([[0], np.flatnonzero(np.diff(top) != 0) + 1])
-    thresholds = top[group_starts]
-    count_at_or_above = top.size - group_starts
-    count_above = np.concatenate([count_at_or_above[1:], [0]])
-
-    # PRO(> u_k) and PRO(>= u_k): a defective pixel counts for u_k when k < (number of thresholds
-    # below it, or at-or-below it); summing its weight into that bin and accumulating from the top
-    # gives every threshold at once.
-    defective = maps[masks]
-    order = np.argsort(defective)
-    defective, weights = defective[order], weights[order]  # sorted keys search faster
-
-    def weight_of_pixels_beyond(side):
-        per_bin = np.bincount(np.searchsorted(thresholds, defective, side=side), weights,
-                              minlength=thresholds.size + 1)
-        return np.minimum(np.cumsum(per_bin[::-1])[::-1][1:], 1.0)
-
-    x0, x1 = count_above / normal.size, count_at_or_above / normal.size
-    y0, y1 = weight_of_pixels_beyond("left"), weight_of_pixels_beyond("right")
-    # Descending thresholds = ascending FPR; keep segments starting below the limit, cut the last.
-    first_inside = int(np.count_nonzero(x0 >= fpr_limit))
-    x0, x1, y0, y1 = (a[first_inside:][::-1] for a in (x0, x1, y0, y1))
-    x_end = np.minimum(x1, fpr_limit)
-    y1 = y0 + (y1 - y0) * (x_end - x0) / (x1 - x0)
-    return x0, x_end, y0, y1
-
-
-def pro_curve(maps, masks, *, fpr_limit: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def pro_curve(maps, masks, *, fpr_limit: float = 1.0,
+              pixels: Ranking | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The exact official PRO curve ``(fpr, pro)`` of a test set, from (0, 0) up to ``fpr_limit``.
 
     Args:
       maps: (N, H, W) anomaly maps of all test images, good ones included.
       masks: (N, H, W) ground truth in {0, 1}, all zero for good images.
       fpr_limit: the curve ends at this FPR; the last PRO value is linearly interpolated.
+      pixels: ``ranking.rank(maps, masks)`` when the caller already has it (one sort serves the
+        pixel AUROC, AP, F1-max and this curve).
 
-    Only the points where the FPR changes are returned (the vertical steps in between are implied);
-    the trapezoid area of this curve divided by ``fpr_limit`` is :func:`aupro`.
+    Every distinct score is a threshold (no grid); pixels at or above it are positive. Around each
+    distinct defective score v the curve goes straight from (FPR(> v), PRO(> v)) to
+    (FPR(>= v), PRO(>= v)) (diagonal when normal pixels tie with v: the official curve's last point
+    of a tie run, joined by the trapezoid rule); between two defective scores only normal pixels
+    pass the threshold, so the curve is horizontal there. These vertices (ascending FPR) therefore
+    carry the whole area of the official curve and come from the pixel ranking's counts
+    (docs/reference.md §5.6); the trapezoid area divided by ``fpr_limit`` is :func:`aupro`.
     """
-    x0, x1, y0, y1 = _pro_segments(maps, masks, fpr_limit)
-    fpr = np.concatenate([[0.0], np.stack([x0, x1], axis=1).ravel()])
-    pro = np.concatenate([[0.0], np.stack([y0, y1], axis=1).ravel()])
-    return fpr, pro
+    maps, masks = _check_inputs(maps, masks, fpr_limit)
+    weights = _region_weights(masks)
+    if weights.size == masks.size:
+        raise ValueError("AU-PRO is undefined: every pixel is defective, so the FPR has no "
+                         "normal pixel to count.")
+    pixels = pixels if pixels is not None else rank(maps, masks, what="AU-PRO")
+    if pixels.num_positives != weights.size or pixels.num_negatives != masks.size - weights.size:
+        raise ValueError("the pixel ranking given to the AU-PRO is not that of these maps and masks.")
+    # PRO weight of each distinct defective score: the per-pixel weights in the ranking's order.
+    starts = np.cumsum(pixels.multiplicity) - pixels.multiplicity
+    value_weights = np.add.reduceat(weights[pixels.positive_order], starts)
+    num_normal = pixels.num_negatives
+    fpr_above = (num_normal - pixels.negatives_at_or_below[::-1]) / num_normal
+    fpr_at = pixels.false_positives()[::-1] / num_normal
+    pro_at = np.minimum(np.cumsum(value_weights[::-1]), 1.0)
+    pro_above = np.concatenate([[0.0], pro_at[:-1]])
+    fpr = np.concatenate([[0.0], np.stack([fpr_above, fpr_at], axis=1).ravel(), [1.0]])
+    pro = np.concatenate([[0.0], np.stack([pro_above, pro_at], axis=1).ravel(), pro_at[-1:]])
+    # Keep the vertices below the limit and end at the limit, interpolating the segment across it.
+    inside = int(np.searchsorted(fpr, fpr_limit, side="left"))
+    x0, x1, y0, y1 = fpr[inside - 1], fpr[inside], pro[inside - 1], pro[inside]
+    pro_at_limit = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
+    return np.append(fpr[:inside], fpr_limit), np.append(pro[:inside], pro_at_limit)
 
 
-def aupro(maps, masks, *, fpr_limit: float = OFFICIAL_FPR_LIMIT) -> float:
+def aupro(maps, masks, *, fpr_limit: float = OFFICIAL_FPR_LIMIT, pixels: Ranking | None = None) -> float:
     """Official MVTec AD AU-PRO: area under the exact PRO curve up to ``fpr_limit``, / ``fpr_limit``.
 
     Takes the maps and masks of **all** test images of a class (good images contribute normal
-    pixels only). Raises ValueError if no mask has a defective pixel or a map is not finite.
+    pixels only); ``pixels`` as in :func:`pro_curve`. Raises ValueError if no mask has a defective
+    pixel or a map is not finite.
     """
-    x0, x1, y0, y1 = _pro_segments(maps, masks, fpr_limit)
-    return float(np.sum((x1 - x0) * (y0 + y1)) / 2 / fpr_limit)
+    fpr, pro = pro_curve(maps, masks, fpr_limit=fpr_limit, pixels=pixels)
+    return float(np.trapezoid(pro, fpr) / fpr_limit)
 
 
 @dataclasses.dataclass(frozen=True)

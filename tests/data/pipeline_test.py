@@ -49,6 +49,19 @@ def test_batch_contract(config):
     assert batch["image"].min() < -1 and batch["image"].max() > 1
 
 
+def test_mask_threshold_of_the_config_binarises_the_resized_masks(config):
+    """eval.mask_threshold reaches the test batches: > 0 keeps every pixel the 128 -> 32 resize
+    touched, a superset of the official > 0.5 (data-only configs without `eval` get 0.5)."""
+    official = np.concatenate([b["mask"] for b in pipeline.test_batches(config, batch_size=BATCH)])
+    touched_config = config.copy_and_resolve_references()
+    touched_config.eval = ml_collections.ConfigDict({"mask_threshold": 0.0})
+    touched = np.concatenate([b["mask"] for b in pipeline.test_batches(touched_config, batch_size=BATCH)])
+    assert np.all(touched >= official) and touched.sum() > official.sum() > 0
+    touched_config.eval.mask_threshold = 1.5
+    with pytest.raises(ValueError, match="config.eval.mask_threshold"):
+        pipeline.test_batches(touched_config, batch_size=BATCH)
+
+
 def test_epochs_are_permutations_reshuffled_from_the_seed(config):
     steps = pipeline.steps_per_epoch(config)
     total = pipeline.num_examples(config, "train")

@@ -71,13 +71,23 @@ def _blob_mask(height, width, foreground):
 
 
 @pytest.mark.parametrize("size", [16, 32, 100])
-def test_mask_matches_torchvision_then_threshold(size, torchvision):
+@pytest.mark.parametrize("threshold", [None, 0.0, 0.5, 0.9])
+def test_mask_matches_torchvision_then_threshold(size, threshold, torchvision):
+    """None: the default, the official > 0.5; 0.0 keeps every pixel the resize touched
+    (config.eval.mask_threshold, docs/protocol.md)."""
     mask = Image.fromarray(_blob_mask(61, 77, 255))
-    expected = (_official_mask_transform(size)(mask)[0].numpy() > 0.5).astype(np.float32)
-    ours = preprocess.preprocess_mask(_png(mask), size)
+    resized = _official_mask_transform(size)(mask)[0].numpy()
+    expected = (resized > (0.5 if threshold is None else threshold)).astype(np.float32)
+    ours = preprocess.preprocess_mask(_png(mask), size, *([] if threshold is None else [threshold]))
     assert ours.dtype == np.float32 and ours.shape == (size, size)
     np.testing.assert_array_equal(ours, expected)
     assert 0 < ours.sum() < size * size
+
+
+def test_mask_threshold_outside_zero_one_is_refused():
+    for bad in (1.0, -0.1, True, "0.5"):
+        with pytest.raises(ValueError, match=r"config.eval.mask_threshold must be a number in \[0, 1\)"):
+            preprocess.check_mask_threshold(bad)
 
 
 def test_zero_one_mask_equals_zero_255_mask():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import sklearn.metrics
 
-from rgpkd_jax.metrics import aupro, auroc, summary
+from rgpkd_jax.metrics import aupimo, aupro, auroc, summary
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -27,16 +27,20 @@ def test_roc_auc_accepts_maps_and_float_masks():
     assert auroc.roc_auc(maps, masks) == pytest.approx(expected, abs=1e-12)
 
 
-def test_roc_curve_equals_sklearn_without_dropped_points():
+def test_roc_curve_vertices_are_sklearn_points_around_every_positive_score():
+    """Our polyline keeps the points of sklearn's full curve where the TPR changes (both ends of
+    each vertical or diagonal step); the runs between them are horizontal, so the area is the AUC."""
     rng = np.random.default_rng(4)
     labels = rng.random(500) < 0.3
     scores = np.round(rng.normal(size=500) + labels, 1)
-    fpr, tpr, thresholds = auroc.roc_curve(scores, labels)
-    ref_fpr, ref_tpr, ref_thresholds = sklearn.metrics.roc_curve(labels, scores,
-                                                                 drop_intermediate=False)
-    np.testing.assert_allclose(fpr, ref_fpr, atol=1e-12)
-    np.testing.assert_allclose(tpr, ref_tpr, atol=1e-12)
-    np.testing.assert_array_equal(thresholds[1:], ref_thresholds[1:])
+    fpr, tpr = auroc.roc_curve(scores, labels)
+    ref_fpr, ref_tpr, _ = sklearn.metrics.roc_curve(labels, scores, drop_intermediate=False)
+    ours = set(zip(fpr.tolist(), tpr.tolist()))
+    reference = set(zip(ref_fpr.tolist(), ref_tpr.tolist()))
+    assert ours <= reference
+    steps = np.flatnonzero(np.diff(ref_tpr) != 0)
+    assert {(ref_fpr[k], ref_tpr[k]) for k in steps} | {(ref_fpr[k + 1], ref_tpr[k + 1]) for k in steps} <= ours
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0) and np.all(np.diff(fpr) >= 0)
     assert np.trapezoid(tpr, fpr) == pytest.approx(auroc.roc_auc(scores, labels), abs=1e-12)
 
 
@@ -79,6 +83,15 @@ def test_compute_metrics_keys_and_values():
     assert got["pixel_auroc"] == pytest.approx(
         sklearn.metrics.roc_auc_score(masks.ravel(), maps.ravel()))
     assert got["aupro"] == aupro.aupro(maps, masks)
+    for level, y, s in (("image", labels, scores), ("pixel", masks.ravel(), maps.ravel())):
+        precision, recall, _ = sklearn.metrics.precision_recall_curve(y, s)
+        assert got[f"{level}_ap"] == pytest.approx(sklearn.metrics.average_precision_score(y, s), abs=1e-12)
+        assert got[f"{level}_f1_max"] == pytest.approx(np.max(2 * precision * recall / (precision + recall)),
+                                                       abs=1e-12)
+    assert got["mad"] == pytest.approx(np.mean([got[k] for k in summary.MAD_METRICS]), abs=1e-15)
+    assert len(summary.MAD_METRICS) == 7
+    # 3 good images of 32 x 32 px cannot reach AUPIMO's FPR of 1e-5: a reason, not a number.
+    assert "aupimo" not in got and "no threshold gives an FPR" in got[summary.UNAVAILABLE]["aupimo"]
     assert got["aupro_rd4ad_per_image"] == aupro.aupro_rd4ad_per_image(maps, masks).mean
     assert got["aupro_rd4ad_per_image/num_images"] == 6
     assert got["aupro_rd4ad_per_image/num_skipped"] == 0
@@ -88,18 +101,40 @@ def test_compute_metrics_keys_and_values():
     assert "image_auroc/good" not in got
 
 
+def test_compute_metrics_reports_aupimo_where_it_is_defined():
+    rng = np.random.default_rng(6)
+    masks = np.zeros((18, 128, 128), dtype=bool)
+    for mask in masks[12:]:
+        y, x = rng.integers(8, 100, 2)
+        mask[y:y + 20, x:x + 12] = True
+    maps = (rng.normal(size=masks.shape) + 2.0 * masks).astype(np.float32)
+    labels = masks.reshape(18, -1).any(axis=1).astype(np.int32)
+    got = summary.compute_metrics(maps, masks, labels, per_image_aupro=False)
+    expected = aupimo.aupimo(maps, masks)
+    assert (got["aupimo"], got["aupimo/num_images"], got["aupimo/num_points"]) == (
+        expected.mean, 6, expected.num_points)
+    assert summary.UNAVAILABLE not in got
+
+
 def test_compute_metrics_without_masks_or_per_image_variant():
     maps, masks, labels, _ = small_test_set()
     scores = np.linspace(0, 1, 9)
+    precision, recall, _ = sklearn.metrics.precision_recall_curve(labels, scores)
     assert summary.compute_metrics(maps, None, labels, scores=scores) == {
-        "image_auroc": sklearn.metrics.roc_auc_score(labels, scores)}
-    got = summary.compute_metrics(maps, masks, labels, per_image_aupro=False)
-    assert set(got) == {"image_auroc", "pixel_auroc", "aupro"}
+        "image_auroc": sklearn.metrics.roc_auc_score(labels, scores),
+        "image_ap": pytest.approx(sklearn.metrics.average_precision_score(labels, scores), abs=1e-12),
+        "image_f1_max": pytest.approx(np.max(2 * precision * recall / (precision + recall)), abs=1e-12),
+        summary.UNAVAILABLE: {name: summary.NO_MASKS for name in summary.MASK_METRICS}}
+    got = summary.compute_metrics(maps, masks, labels, per_image_aupro=False, aupimo=False)
+    assert set(got) == {"image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap",
+                        "pixel_f1_max", "aupro", "mad"}
+    assert summary.compute_metrics(maps, None, labels, per_image_aupro=False, aupimo=False)[
+        summary.UNAVAILABLE].keys() == {"pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro", "mad"}
 
 
 def test_compute_metrics_bad_inputs():
     maps, masks, labels, types = small_test_set()
-    with pytest.raises(ValueError, match="image_auroc AUROC is undefined: no negative"):
+    with pytest.raises(ValueError, match="image AUROC, AP and F1-max are undefined: no negative"):
         summary.compute_metrics(maps[3:], masks[3:], labels[3:])
     with pytest.raises(ValueError, match="defect_types has no 'good' entry"):
         summary.compute_metrics(maps, masks, labels, defect_types=np.char.replace(types, "good", "ok"))
@@ -115,10 +150,13 @@ def test_metric_curves_are_thinned_and_end_where_expected():
     maps, masks, labels, _ = small_test_set()
     curves = summary.metric_curves(maps, masks, labels, max_points=100)
     assert set(curves) == {"image_roc/fpr", "image_roc/tpr", "pixel_roc/fpr", "pixel_roc/tpr",
-                           "pro/fpr", "pro/pro"}
+                           "pixel_pr/recall", "pixel_pr/precision", "pro/fpr", "pro/pro"}
     assert all(len(v) <= 100 for v in curves.values())
     assert curves["pixel_roc/fpr"][-1] == 1.0 and curves["pixel_roc/tpr"][-1] == 1.0
     assert curves["pro/fpr"][-1] == pytest.approx(0.3)
+    lowest_defect = maps[masks > 0].min()  # full recall: every pixel scoring at least this is positive
+    assert curves["pixel_pr/recall"][-1] == 1.0
+    assert curves["pixel_pr/precision"][-1] == pytest.approx(masks.sum() / np.sum(maps >= lowest_defect))
 
 
 def test_compute_metrics_lists_images_left_out_of_the_per_image_aupro():
