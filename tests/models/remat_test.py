@@ -4,7 +4,9 @@
 Compared in float64, where recomputing the same operations in another program can change a sum's
 order only: each of the ~40 layers between input and loss rounds by at most n u (n <= 4608 terms,
 u = 1.1e-16), about 5e-13 per layer, 2e-11 over the network in the worst case. Asserted: 1e-10 of
-each leaf's largest magnitude.
+each leaf's largest magnitude, and for gradients at least of SCALE_FLOOR x the model's largest
+gradient: a gradient that is zero up to rounding (RD++'s projection biases feed an instance norm)
+has only rounding noise as its own scale.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rgpkd_jax.config_files import ConfigError
 from tests.helpers import METHODS, prepare_on, tiny_config, training_loss
 
 FLOAT64_RELATIVE = 1e-10
+SCALE_FLOOR = 1e-3
 
 
 def _loss_gradients_and_stats(config, images):
@@ -54,10 +57,11 @@ def test_remat_decoder_gives_the_same_loss_gradients_and_statistics(tmp_path, me
     assert "checkpoint" in str(remat) or "remat" in str(remat)
     assert "checkpoint" not in str(plain) and "remat" not in str(plain)
     assert abs(float(loss) - float(loss_r)) <= FLOAT64_RELATIVE * abs(float(loss))
-    for tree, tree_r in ((grads, grads_r), (stats, stats_r)):
+    gradient_floor = SCALE_FLOOR * max(float(np.abs(g).max()) for g in jax.tree.leaves(grads))
+    for tree, tree_r, floor in ((grads, grads_r, gradient_floor), (stats, stats_r, 1e-300)):
         for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(tree), jax.tree.leaves(tree_r)):
             a, b = np.asarray(a), np.asarray(b)
-            np.testing.assert_allclose(b, a, rtol=0, atol=FLOAT64_RELATIVE * max(np.abs(a).max(), 1e-300),
+            np.testing.assert_allclose(b, a, rtol=0, atol=FLOAT64_RELATIVE * max(np.abs(a).max(), floor),
                                        err_msg=jax.tree_util.keystr(path))
 
 
