@@ -6,7 +6,8 @@ are in benchmarks/README.md.
 - speed: ours against PyTorch peers (anomalib, the official RD4AD code), and the measuring tools
   it shares with `speed.complexity`, `speed.aupro_timing` and `speed.device_check`;
 - sanity: every registered method and RGPKD's ablations on the embedded synthetic data;
-- export: our ONNX export against anomalib's under onnxruntime.
+- export: our ONNX export against anomalib's under onnxruntime;
+- metrics: our evaluation metrics against scikit-learn's.
 
 Shared by them: `common_flags` (flags that mean the same in every tool), `ablations` (RGPKD's),
 `optional` (packages only some tools need).

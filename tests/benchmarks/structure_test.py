@@ -107,7 +107,7 @@ def test_the_same_flag_names_mean_the_same_thing_in_every_tool(tool_flags):
     tools = tool_flags["tools"]
     assert {"benchmarks.leaderboard", "benchmarks.sanity", "benchmarks.speed", "benchmarks.export",
             "benchmarks.speed.complexity", "benchmarks.speed.memory_probe", "benchmarks.speed.aupro_timing",
-            "benchmarks.speed.device_check"} == set(tools)
+            "benchmarks.speed.device_check", "benchmarks.metrics"} == set(tools)
     for tool, defined in tools.items():
         assert not {"method", "dataset", "category", "seed", "config_override", "output", "section",
                     "variant", "size"} & set(defined), tool
