@@ -18,7 +18,7 @@ def define_flags() -> None:
                       "256 px is ~30 M pixels, a large VisA category.")
     flags.DEFINE_integer("image_size", 256, "Image side in pixels (a multiple of 16).")
     flags.DEFINE_integer("repeats", 3, "Timed calls per case; the best is reported.")
-    flags.DEFINE_integer("seed", 0, "Seed of the random test set.")
+    flags.DEFINE_integer("maps_seed", 0, "Seed of the random test set's maps (one number; --seeds elsewhere lists runs).")
     common_flags.define_output_dir(None, f"{measure.JSON_FILE} and {measure.MARKDOWN_FILE}")
 
 
@@ -38,7 +38,7 @@ def main(argv) -> None:
         raise ValueError(f"--repeats={f.repeats}: give at least 1")
     files.ensure_writable_dir(f.output_dir, what="--output_dir")
     command = "python -m benchmarks.metrics " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    reports = [measure.run(n, f.image_size, f.repeats, f.seed) for n in sizes]
+    reports = [measure.run(n, f.image_size, f.repeats, f.maps_seed) for n in sizes]
     paths = measure.write(reports, f.output_dir, command)
     print(measure.markdown(reports, command))
     print("wrote " + " and ".join(paths), flush=True)
