@@ -169,6 +169,20 @@ def test_eval_with_a_config_that_differs_from_training_names_each_conflicting_ke
     assert model_setup.load_trained_model(config, workdir)[2] == 0
 
 
+def test_eval_predict_and_export_refuse_another_image_size(tmp_path, synthetic_data_dir):
+    """The threshold is a quantile of scores at the training size and scores shift with the size
+    (RGPKD would rebuild its bank at the new one): another size is refused, naming both."""
+    config = tiny_config("rgpkd", data_dir=synthetic_data_dir)
+    workdir = _imported_workdir(config, tmp_path)
+    config.dataset.image_size = 96
+    expected = r"run_info.json: dataset.image_size=96 \(trained with 64\); use the config and overrides"
+    for attempt in (lambda: model_setup.load_trained_model(config, workdir),  # predict's and export's
+                    lambda: evaluate.evaluate_checkpoint(config, workdir)):
+        with pytest.raises(ConfigError, match=expected) as error:
+            attempt()
+        assert "\n" not in str(error.value)
+
+
 def test_a_checkpoint_without_a_teacher_record_is_one_error(tmp_path, synthetic_data_dir):
     """Checkpoints written before the teacher was left out hold no `teacher` item."""
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
