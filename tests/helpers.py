@@ -57,6 +57,28 @@ def make_unwritable(directory, monkeypatch):
         os.chmod(directory, 0o555)
 
 
+# Variable name -> (numpy Generator method, its two arguments): values of the kind training leaves.
+_TRAINED_LIKE = {"bias": ("normal", 0.0, 0.2), "mean": ("normal", 0.0, 0.3),
+                 "scale": ("uniform", 0.5, 1.5), "var": ("uniform", 0.5, 2.0)}
+
+
+def as_if_trained(model, seed: int = 0) -> None:
+    """Gives the model's trained part (the teacher aside) values of the kind training leaves:
+    non-zero biases, BN scales and statistics away from 1 and 0. A freshly built model has zero
+    biases and unit BN statistics, under which a dropped bias or a wrong BN fold changes nothing
+    (the ONNX export dropped every Linear's bias until a test checked a model like this)."""
+    from flax import nnx
+
+    rng = np.random.default_rng(seed)
+    for path, variable in nnx.iter_graph(model):
+        draw = _TRAINED_LIKE.get(path[-1]) if path else None
+        if draw is None or "teacher" in path or not isinstance(variable, (nnx.Param, nnx.BatchStat)):
+            continue
+        method, a, b = draw
+        value = variable.get_value()
+        variable.set_value(getattr(rng, method)(a, b, value.shape).astype(value.dtype))
+
+
 def training_loss(model, images, indices, seed: int = 0):
     """(loss, terms) of one training step's objective on `images`, as `rgpkd_jax.train`'s step
     computes it (`Method.training_loss`, with a key of `seed`)."""
