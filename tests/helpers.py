@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -92,3 +94,19 @@ def prepare_on(model, images) -> np.ndarray:
     indices = np.arange(len(images), dtype=np.int32)
     model.prepare(lambda: [{"image": np.asarray(images), "index": indices}])
     return indices
+
+
+def run_module(module: str, *args, cwd: str = REPO, env: dict | None = None, timeout: int = 900):
+    """``python -m <module> *args`` as a user runs it, with this checkout's package importable."""
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": REPO, **(env or {})})
+
+
+def one_error_line(run) -> str:
+    """The one ``error:`` line a failed command printed, checking that it failed, printed no
+    traceback and said nothing after it."""
+    assert run.returncode != 0, run.stdout[-2000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.stderr.rstrip().endswith(errors[0]), run.stderr[-3000:]
+    return errors[0]

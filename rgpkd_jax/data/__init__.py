@@ -9,6 +9,7 @@ manual dir's files are still those they were built from). The input pipeline
 from __future__ import annotations
 
 import os
+import shlex
 from typing import Optional
 
 import tensorflow_datasets as tfds
@@ -76,14 +77,15 @@ def check_source_unchanged(builder: tfds.core.DatasetBuilder, manual_dir: Option
         return
     current = builder.source_fingerprint(manual_dir)
     if current["sha256"] != recorded["sha256"]:
+        # builder.category, not the config name: a folder config's name carries a hash of its path.
         raise DatasetError(
-            f"{builder.name}/{builder.builder_config.name}: the files in {manual_dir} changed since "
+            f"{builder.name}/{builder.category}: the files in {manual_dir} changed since "
             f"the prepared copy in {builder.data_dir} was built ({recorded['num_files']} files, "
             f"{recorded['total_bytes']} bytes, newest {recorded['newest_mtime']}; now "
             f"{current['num_files']} files, {current['total_bytes']} bytes, newest "
             f"{current['newest_mtime']}). Prepare it again: python -m rgpkd_jax.data.prepare "
-            f"--dataset {builder.name} --category {builder.builder_config.name} --manual_dir "
-            f"{manual_dir} --data_dir {builder.data_dir_root} --force")
+            f"--dataset {builder.name} --category {shlex.quote(builder.category)} --manual_dir "
+            f"{shlex.quote(manual_dir)} --data_dir {shlex.quote(str(builder.data_dir_root))} --force")
 
 
 def prepare(builder: tfds.core.DatasetBuilder, manual_dir: Optional[str] = None, *,

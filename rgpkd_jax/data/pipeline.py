@@ -81,7 +81,7 @@ def data_source(config, split: str):
     """
     builder = prepared_builder(config)
     if split not in builder.info.splits:
-        raise DatasetError(f"{builder.name}/{builder.builder_config.name} has no split {split!r}; it has "
+        raise DatasetError(f"{builder.name}/{builder.category} has no split {split!r}; it has "
                            f"{sorted(builder.info.splits)}.")
     return builder.as_data_source(
         split=split, decoders={"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()})
