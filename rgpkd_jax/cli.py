@@ -56,10 +56,21 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
+def _drop_closed_loop_callbacks(unraisable) -> None:
+    """``sys.unraisablehook`` that drops "Event loop is closed": when an orbax restore fails (a
+    damaged checkpoint, reported in one line), tensorstore reads still in flight finish after
+    orbax's event loop closed, and each printed a traceback of its callback. Others go on."""
+    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+        logging.debug("dropped a late asyncio callback: %s", unraisable.exc_value)
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def run(main: Callable[[Sequence[str]], None], *, compilation_cache: bool = True) -> None:
     """Runs ``main`` under absl; an error of ours ends the program with its message on one line."""
 
     def guarded(argv):
+        sys.unraisablehook = _drop_closed_loop_callbacks
         logging.get_absl_handler().addFilter(_QuietLibraries())
         try:
             main(argv)

@@ -4,6 +4,11 @@
     python -m rgpkd_jax.main --config configs/demo.py --workdir workdirs/demo --mode train_eval
     python -m rgpkd_jax.main --config configs/rd4ad.py:mvtec_ad/bottle --workdir workdirs/bottle --mode predict \\
         --input path/to/images
+    python -m rgpkd_jax.main --config configs/rd4ad.py:mvtec_ad/bottle --workdir workdirs/bottle --mode threshold
+
+`--mode threshold` recomputes threshold.json (which training writes) for the newest checkpoint, e.g.
+after a damaged newest step was moved aside: predict and export refuse a threshold computed from
+other weights.
 
 Any config value can be overridden, e.g. `--config.train.epochs=10`; an unknown key is an error.
 Each mode ends by printing its results and the files it wrote. Logs show our own INFO lines and
@@ -19,7 +24,7 @@ from ml_collections import config_flags
 
 from rgpkd_jax import cli
 
-MODES = ("train", "eval", "train_eval", "predict")
+MODES = ("train", "eval", "train_eval", "predict", "threshold")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/rd4ad.py:mvtec_ad/bottle.", lock_config=True)
@@ -69,6 +74,9 @@ def main(argv):
     elif mode == "eval":
         result = evaluate.evaluate_checkpoint(config, workdir)
         lines, outputs = [evaluate.format_summary(result)], evaluate.OUTPUT_FILES
+    elif mode == "threshold":
+        result = evaluate.threshold_checkpoint(config, workdir)
+        lines, outputs = [evaluate.format_threshold(result)], [evaluate.THRESHOLD_FILE]
     else:
         result = predict.predict_path(config, workdir, _INPUT.value)
         lines = [predict.format_summary(result)]

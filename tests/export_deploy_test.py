@@ -86,7 +86,8 @@ def export_of(module_tmp_path, synthetic_data_dir):
             # the folder's scores, so that both decisions are exercised (and 60 images fewer to score).
             files.write_json(os.path.join(workdir, evaluate.THRESHOLD_FILE), {
                 "threshold": float(np.sort(scores)[1:3].mean()), "quantile": None, "num_images": 4,
-                "source": "test: between the scores of the test folder", "score": config.eval.score})
+                "source": "test: between the scores of the test folder", "score": config.eval.score,
+                "checkpoint": {"step": 0, "digest": evaluate.trained_digest(model)}})
             paths = exporting.export_workdir(config, workdir)
             built[method] = Export(config, workdir, paths, images, maps, scores, str(folder))
         return built[method]
