@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from absl import app, flags, logging
 
 from rgpkd_jax import cache_dir
+from rgpkd_jax.config_files import ConfigError
 
 # Our errors say what is wrong and how to fix it; a traceback would bury that.
 USER_ERRORS = (OSError, ValueError, RuntimeError)
@@ -42,6 +43,8 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(f"error: unknown config key in an override: {detail}. "
                  "Run with --helpfull or print the config file's get_config() to see the keys.")
     except flags.Error as e:
+        if isinstance(e.__context__, ConfigError):  # a config file's own one-line error
+            sys.exit(f"error: {e.__context__}")
         sys.exit(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.")
 
 

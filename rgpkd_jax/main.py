@@ -20,14 +20,13 @@ from __future__ import annotations
 import os
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from rgpkd_jax import cli
+from rgpkd_jax import cli, config_files
 
 MODES = ("train", "eval", "train_eval", "predict", "threshold")
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/rd4ad.py:mvtec_ad/bottle.", lock_config=True)
+_CONFIG = config_files.DEFINE_config_file(
+    "config", "Config file, e.g. configs/rd4ad.py:mvtec_ad/bottle.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and images.")
 _MODE = flags.DEFINE_enum("mode", "train_eval", MODES, "What to run.")
 _INPUT = flags.DEFINE_string("input", None, "predict: an image file or a folder of images.")
