@@ -61,7 +61,22 @@ def main(argv):
     logging.debug("config:\n%s", config)  # run_info.json holds it too
     primary = jax.process_index() == 0  # only process 0 prints; every process logs
 
-    from rgpkd_jax import evaluate, predict, train  # imported late so --help stays fast
+    from rgpkd_jax import files, predict  # imported late so --help stays fast
+    # An error before any output (bad data, no checkpoint) leaves no empty workdir behind.
+    with files.no_new_empty_folders_on_failure(workdir, os.path.join(workdir, "checkpoints"),
+                                               os.path.join(workdir, predict.PREDICTIONS_DIR)):
+        result, lines, workdir, outputs = _run_mode(config, workdir, mode)
+    if primary:
+        print("\n".join(lines + _written(workdir, outputs, result.get("unwritten", {}))), flush=True)
+    if result.get("unwritten"):  # the results are printed above; say once what is missing
+        missing = "; ".join(f"{what} ({why})" for what, why in result["unwritten"].items())
+        raise OSError(f"could not write {missing}; the results above were computed but not saved there")
+
+
+def _run_mode(config, workdir: str, mode: str) -> tuple[dict, list[str], str, list[str]]:
+    """Runs ``mode``: (its result, the lines to print, the folder of its outputs, their names)."""
+    from rgpkd_jax import evaluate, predict, train
+
     if mode in ("train", "train_eval"):
         result = train.train_and_evaluate(config, workdir, evaluate_after=(mode == "train_eval"))
         lines = [train.format_progress(result)]
@@ -80,11 +95,7 @@ def main(argv):
         result = predict.predict_path(config, workdir, _INPUT.value)
         lines = [predict.format_summary(result)]
         workdir, outputs = result["output_dir"], predict.OUTPUT_FILES
-    if primary:
-        print("\n".join(lines + _written(workdir, outputs, result.get("unwritten", {}))), flush=True)
-    if result.get("unwritten"):  # the results are printed above; say once what is missing
-        missing = "; ".join(f"{what} ({why})" for what, why in result["unwritten"].items())
-        raise OSError(f"could not write {missing}; the results above were computed but not saved there")
+    return result, lines, workdir, outputs
 
 
 def _written(directory: str, names: list[str], unwritten: dict[str, str]) -> list[str]:

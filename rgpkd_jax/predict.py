@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from rgpkd_jax import evaluate, files, model_setup, sharding
-from rgpkd_jax.deploy import scoring
+from rgpkd_jax.deploy import images, scoring
 from rgpkd_jax.deploy.scoring import format_summary  # noqa: F401 - what main.py prints
 
 
@@ -28,6 +28,7 @@ def predict_path(config, workdir: str, input_path: str, *, output_dir: str | Non
     """Scores ``input_path``; results go to ``output_dir``, by default a new folder
     ``<workdir>/predictions/<UTC time>`` per run, checked writable before the model is loaded."""
     threshold = evaluate.read_threshold(workdir)
+    images.list_images(input_path)  # a missing or image-less --input, before the model loads
     primary = sharding.is_primary()
     if primary:
         files.ensure_writable_dir(output_dir or os.path.join(workdir, PREDICTIONS_DIR))

@@ -29,7 +29,7 @@ from rgpkd_jax import evaluate, exporting, files, model_setup, predict
 from rgpkd_jax.data import pipeline, preprocess
 from rgpkd_jax.deploy import artefact, images as deploy_images
 from rgpkd_jax.deploy.predictor import Predictor
-from tests.helpers import METHODS, REPO, as_if_trained, prepare_on, tiny_config
+from tests.helpers import METHODS, REPO, as_if_trained, one_error_line, prepare_on, run_module, tiny_config
 
 ONNX_TOLERANCE = 1e-4  # of the map's range (module docstring)
 BLOCKED = ("jax", "jaxlib", "flax", "optax", "orbax", "tensorflow_datasets", "matplotlib", "absl")
@@ -78,7 +78,7 @@ def export_of(module_tmp_path, synthetic_data_dir):
             folder.mkdir()
             _write_folder(folder, batch["image"])
             # The folder's files as predict reads them (the JPEG and grey copies differ a little).
-            _, images, _ = deploy_images.load_images(deploy_images.list_images(str(folder)),
+            _, images, _ = deploy_images.load_images(deploy_images.list_images(str(folder))[0],
                                                      config.dataset.image_size)
             runner = evaluate.MapRunner(model, config)
             maps, scores = runner(images)
@@ -211,6 +211,13 @@ def test_predictor_cli_runs_without_jax(export_of, tmp_path):
     assert "scored 4 image(s), 1 unreadable" in out.stdout and "broken.png" in out.stdout
     with open(tmp_path / "predictions.json") as f:
         assert len(json.load(f)["predictions"]) == 4
+
+
+def test_the_predictor_refuses_a_batch_size_below_one(tmp_path):
+    """--batch_size 0 once fell back to the export's batch size without a word."""
+    run = run_module("rgpkd_jax.deploy", "--model", tmp_path / "model.onnx", "--input", tmp_path,
+                     "--batch_size", "0", timeout=120)
+    assert one_error_line(run).startswith("error: batch_size=0: give a positive number of images")
 
 
 def _copy(src: str, folder) -> str:

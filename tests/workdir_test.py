@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from rgpkd_jax import checkpointing, evaluate, train, workdir_lock
-from tests.helpers import make_unwritable, tiny_config
+from tests.helpers import make_unwritable, one_error_line, run_module, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,6 +71,15 @@ def test_an_unwritable_workdir_is_reported_before_the_model_is_loaded(tmp_path, 
     make_unwritable(workdir, monkeypatch)
     with pytest.raises(OSError, match=rf"cannot write to the workdir {re.escape(workdir)} \(Permission denied\)"):
         evaluate.evaluate_checkpoint(config, workdir)
+
+
+def test_an_eval_without_a_checkpoint_leaves_no_workdir_behind(tmp_path, synthetic_data_dir):
+    workdir = tmp_path / "never_trained"
+    run = run_module("rgpkd_jax.main", "--config", os.path.join(REPO, "configs", "rd4ad.py:synthetic/grid,tiny"),
+                     f"--config.dataset.data_dir={synthetic_data_dir}", "--config.teacher.weights=random",
+                     "--workdir", workdir, "--mode", "eval")
+    assert one_error_line(run).startswith(f"error: no checkpoint in {workdir}/checkpoints; train first")
+    assert not workdir.exists()
 
 
 # --- the command line, run as the user runs it (one tiny training, then an evaluation) ---

@@ -14,6 +14,7 @@ from typing import Optional
 
 import tensorflow_datasets as tfds
 
+from rgpkd_jax import files
 from rgpkd_jax.data.base import SOURCE_FINGERPRINT
 from rgpkd_jax.data.errors import DatasetError
 from rgpkd_jax.data import btad, elpv, folder, mpdd, mvtec_3d_ad, mvtec_ad, synthetic, valeo_vad, visa
@@ -102,10 +103,16 @@ def prepare(builder: tfds.core.DatasetBuilder, manual_dir: Optional[str] = None,
     builder.allow_download = download
     mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if force
             else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-    # The file format comes from get_builder; passing it here too fails with force on a builder
-    # that read its info from an existing prepared copy.
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            download_mode=mode,
-            try_download_gcs=False,
-        ))
+    root = os.fspath(builder.data_dir_root)
+    downloads = os.path.join(root, "downloads")
+    # A failure (a bad source folder) leaves none of the empty folders tfds made on the way.
+    with files.no_new_empty_folders_on_failure(
+            root, downloads, os.path.join(downloads, "extracted"), os.path.join(root, builder.name),
+            os.path.dirname(os.fspath(builder.data_dir)), os.fspath(builder.data_dir)):
+        # The file format comes from get_builder; passing it here too fails with force on a builder
+        # that read its info from an existing prepared copy.
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                download_mode=mode,
+                try_download_gcs=False,
+            ))
