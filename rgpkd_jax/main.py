@@ -17,6 +17,7 @@ every library's warnings; `--verbosity=1` shows every library's INFO and DEBUG l
 
 from __future__ import annotations
 
+import glob
 import os
 
 from absl import app, flags, logging
@@ -94,15 +95,21 @@ def _run_mode(config, workdir: str, mode: str) -> tuple[dict, list[str], str, li
     else:
         result = predict.predict_path(config, workdir, _INPUT.value)
         lines = [predict.format_summary(result)]
-        workdir, outputs = result["output_dir"], predict.OUTPUT_FILES
+        workdir, outputs = result["output_dir"], predict.OUTPUT_FILES + [predict.HEATMAP_PATTERN]
     return result, lines, workdir, outputs
 
 
 def _written(directory: str, names: list[str], unwritten: dict[str, str]) -> list[str]:
-    """The lines naming the run's output files that exist (and were not left unwritten)."""
-    paths = [os.path.join(directory, name) for name in names]
-    paths = [p for p in paths if os.path.exists(p) and p not in unwritten]
-    return ["wrote:"] + [f"  {p}" for p in paths] if paths else []
+    """The lines naming the run's output files that exist (and were not left unwritten); a glob
+    pattern among ``names`` is one line with its count of files."""
+    lines = []
+    for path in (os.path.join(directory, name) for name in names):
+        if "*" in path:
+            if found := glob.glob(path):
+                lines.append(f"  {path} ({len(found)} file(s))")
+        elif os.path.exists(path) and path not in unwritten:
+            lines.append(f"  {path}")
+    return ["wrote:"] + lines if lines else []
 
 
 if __name__ == "__main__":

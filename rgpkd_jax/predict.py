@@ -21,17 +21,18 @@ from rgpkd_jax.deploy.scoring import format_summary  # noqa: F401 - what main.py
 
 
 PREDICTIONS_DIR = "predictions"
-OUTPUT_FILES = [scoring.PREDICTIONS_JSON, scoring.PREDICTIONS_CSV]  # beside the heat maps
+OUTPUT_FILES = [scoring.PREDICTIONS_JSON, scoring.PREDICTIONS_CSV]
+HEATMAP_PATTERN = "*" + scoring.HEATMAP_SUFFIX  # one per scored image, beside them
 
 
 def predict_path(config, workdir: str, input_path: str, *, output_dir: str | None = None) -> dict:
     """Scores ``input_path``; results go to ``output_dir``, by default a new folder
     ``<workdir>/predictions/<UTC time>`` per run, checked writable before the model is loaded."""
     threshold = evaluate.read_threshold(workdir)
-    images.list_images(input_path)  # a missing or image-less --input, before the model loads
     primary = sharding.is_primary()
     if primary:
         files.ensure_writable_dir(output_dir or os.path.join(workdir, PREDICTIONS_DIR))
+    images.list_images(input_path)  # a missing or image-less --input, before the model loads
     model, _, step = model_setup.load_trained_model(config, workdir)
     evaluate.check_threshold(threshold, model, step, workdir)
     if primary and not output_dir:

@@ -2,6 +2,7 @@
 data positions across process layouts, what a checkpoint holds (no teacher, its provenance),
 damaged checkpoints, and evaluation configs that differ from training."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -195,8 +196,15 @@ def test_a_threshold_of_another_checkpoint_is_refused_until_recomputed(tmp_path,
     assert recomputed.returncode == 0, recomputed.stderr[-3000:]
     assert "training images' scores, checkpoint of step 6" in recomputed.stdout
     assert evaluate.read_threshold(workdir)["checkpoint"]["step"] == 6
-    result = predict.predict_path(config, workdir, str(folder), output_dir=str(tmp_path / "out"))
-    assert result["threshold"] == evaluate.read_threshold(workdir)["threshold"]
+    predicted = run_module("rgpkd_jax.main", *command, "--mode=predict", f"--input={folder}")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    out = predicted.stdout.splitlines()
+    assert "scored 1 image(s), 0 unreadable" in out[0]
+    output_dir = out[0].rsplit("results in ", 1)[1]
+    assert out[1:] == ["wrote:", f"  {output_dir}/predictions.json", f"  {output_dir}/predictions.csv",
+                       f"  {output_dir}/*_heatmap.png (1 file(s))"]
+    with open(os.path.join(output_dir, "predictions.json")) as f:
+        assert json.load(f)["threshold"] == evaluate.read_threshold(workdir)["threshold"]
 
 
 def test_eval_with_a_config_that_differs_from_training_names_each_conflicting_key(tmp_path, synthetic_data_dir):

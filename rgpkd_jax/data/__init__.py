@@ -8,6 +8,8 @@ manual dir's files are still those they were built from). The input pipeline
 
 from __future__ import annotations
 
+import contextlib
+import logging as std_logging
 import os
 import shlex
 from typing import Optional
@@ -55,12 +57,30 @@ def get_builder(name: str, category: str, data_dir: Optional[str] = None,
     data_dir = os.path.expanduser(data_dir or default_data_dir())
     if cls is folder.Folder:
         config = folder.config_for(manual_dir, category)
-        return cls(config=config, data_dir=data_dir, file_format="array_record")
+        with _custom_config_unannounced():
+            return cls(config=config, data_dir=data_dir, file_format="array_record")
     known = categories(name)
     if category not in known:
         raise DatasetError(f"{name} has no category {category!r}; choose one of {known} "
                            "(config: dataset.category, flag: --category).")
     return cls(config=category, data_dir=data_dir, file_format="array_record")
+
+
+class _NotCustomConfigWarning(std_logging.Filter):
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Using custom data configuration")
+
+
+@contextlib.contextmanager
+def _custom_config_unannounced():
+    """tfds warns "Using custom data configuration" whenever a builder gets a config of its own
+    making: a folder builder always does (its config carries the folder), 3-5 times a run."""
+    tfds_logger, quiet = std_logging.getLogger("absl"), _NotCustomConfigWarning()
+    tfds_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        tfds_logger.removeFilter(quiet)
 
 
 def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:

@@ -20,6 +20,7 @@ from rgpkd_jax.deploy import images as images_lib
 # (N, H, W, 3) normalised images -> (N, H, W) anomaly maps, (N,) image scores
 MapFunction = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 PREDICTIONS_JSON, PREDICTIONS_CSV = "predictions.json", "predictions.csv"
+HEATMAP_SUFFIX = "_heatmap.png"
 
 
 def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores: MapFunction,
@@ -43,7 +44,7 @@ def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores:
     if paths:
         maps, scores = maps_and_scores(images)
         for i, path in enumerate(paths):
-            heatmap_path = os.path.join(output_dir, _safe_name(path, input_path) + "_heatmap.png")
+            heatmap_path = os.path.join(output_dir, _safe_name(path, input_path) + HEATMAP_SUFFIX)
             if write:
                 picture, _ = images_lib.heatmap_with_colour_bar(images_lib.to_rgb(path), maps[i], threshold)
                 _save_png(picture, heatmap_path)

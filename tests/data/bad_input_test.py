@@ -70,6 +70,17 @@ def test_a_category_folder_given_as_manual_dir_gets_a_hint(tmp_path):
         data_lib.get_builder("folder", "bottle", manual_dir=category)
 
 
+def test_a_folder_builder_does_not_announce_its_custom_config(tmp_path, caplog):
+    """tfds's "Using custom data configuration" warning came 3-5 times a run: a folder builder's
+    config is always its own."""
+    root = str(tmp_path / "mine")
+    fixtures.write_mvtec(root, "part")
+    with caplog.at_level("WARNING"):
+        for _ in range(2):
+            data_lib.get_builder("folder", "part", data_dir=str(tmp_path / "tfds"), manual_dir=root)
+    assert not [r for r in caplog.records if "custom data configuration" in r.getMessage()]
+
+
 def test_folder_dataset_without_manual_dir_names_the_option():
     with pytest.raises(DatasetError, match=r"set --config.dataset.manual_dir \(prepare: --manual_dir\)"):
         data_lib.get_builder("folder", "part", manual_dir=None)
