@@ -131,9 +131,11 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
             files.write_json(os.path.join(workdir, METRICS_FILE), result)
         if ec.num_visualise > 0:
             threshold = _figure_threshold(workdir, model.model if isinstance(model, MapRunner) else model)
+            shown = visualize.pick_examples(predictions["label"], predictions["score"], ec.num_visualise)
             with files.failure_recorded(f"the figures in {workdir}", unwritten):
                 visualize.write_figures(predictions, config, workdir, threshold=threshold,
-                                        random_teacher=(teacher_info or {}).get("weights") == "random")
+                                        random_teacher=(teacher_info or {}).get("weights") == "random",
+                                        sizes=pipeline.image_sizes(config, "test", shown))
         _keep_unwritten(result, unwritten)
     return result
 

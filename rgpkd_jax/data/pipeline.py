@@ -32,12 +32,14 @@ Preparation: the first use prepares the dataset if it is not prepared yet (alway
 
 from __future__ import annotations
 
+import io
 from typing import Iterator, Optional
 
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import flags, logging
+from PIL import Image
 
 import rgpkd_jax.data as data_lib
 from rgpkd_jax.data import preprocess
@@ -89,6 +91,17 @@ def data_source(config, split: str):
 
 def num_examples(config, split: str) -> int:
     return len(data_source(config, split))
+
+
+def image_sizes(config, split: str, indices) -> dict[int, tuple[int, int]]:
+    """{index: (height, width)} of the original images of records ``indices`` (from their headers):
+    the batches hold them resized to the model's square, figures show them in their own aspect."""
+    source = data_source(config, split)
+    sizes = {}
+    for index in indices:
+        with Image.open(io.BytesIO(source[int(index)]["image"])) as image:
+            sizes[int(index)] = (image.height, image.width)
+    return sizes
 
 
 def _text(value) -> str:

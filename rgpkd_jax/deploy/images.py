@@ -233,7 +233,8 @@ def heatmap_with_colour_bar(image: Image.Image, heat: np.ndarray,
     blended over it, with a colour bar on the right that marks ``threshold`` by a black line.
 
     Returns the (H, W + BAR_EXTRA_WIDTH, 3) uint8 picture and what was drawn: ``vmin``, ``vmax``,
-    ``threshold`` and ``threshold_row`` (the line's row in the bar; row 0 is ``vmax``).
+    ``threshold``, ``threshold_row`` (the line's row in the bar; row 0 is ``vmax``) and ``labels``
+    (text, top row), which never overlap.
     """
     width, height = image.size
     vmin, vmax = heatmap_scale(heat, threshold)
@@ -249,13 +250,27 @@ def heatmap_with_colour_bar(image: Image.Image, heat: np.ndarray,
     threshold_row = int(round((vmax - threshold) / span * (height - 1))) if span > 0 else 0
     draw = ImageDraw.Draw(canvas)
     draw.line([(left - 2, threshold_row), (left + BAR_WIDTH + 1, threshold_row)], fill="black", width=1)
-    text_x = left + BAR_WIDTH + 3
-    draw.text((text_x, 0), f"{vmax:.3g}", fill="black")
-    draw.text((text_x, max(height - 11, 0)), f"{vmin:.3g}", fill="black")
-    draw.text((text_x, min(max(threshold_row - 5, 11), max(height - 22, 0))), f"thr {threshold:.3g}",
-              fill="black")
-    info = {"vmin": vmin, "vmax": vmax, "threshold": float(threshold), "threshold_row": threshold_row}
+    labels = _bar_labels(draw, height, vmin, vmax, threshold, threshold_row)
+    for text, top in labels:
+        draw.text((left + BAR_WIDTH + 3, top), text, fill="black")
+    info = {"vmin": vmin, "vmax": vmax, "threshold": float(threshold), "threshold_row": threshold_row,
+            "labels": labels}
     return np.asarray(canvas), info
+
+
+def _bar_labels(draw: ImageDraw.ImageDraw, height: int, vmin: float, vmax: float, threshold: float,
+                threshold_row: int) -> list[tuple[str, int]]:
+    """(text, top row) of the colour bar's labels: the threshold beside its line, the maximum at the
+    top and the minimum at the bottom unless the threshold's label would overlap them (then the
+    threshold, often equal to that end, is the one shown)."""
+    text_height = draw.textbbox((0, 0), "0.9g")[3] + 1
+    bottom = max(height - text_height, 0)
+    threshold_top = min(max(threshold_row - text_height // 2, 0), bottom)
+    labels = [(f"thr {threshold:.3g}", threshold_top)]
+    for text, top in ((f"{vmax:.3g}", 0), (f"{vmin:.3g}", bottom)):
+        if all(abs(top - other) >= text_height for _, other in labels):
+            labels.append((text, top))
+    return sorted(labels, key=lambda label: label[1])
 
 
 def _rgb01_to_uint8(rgb01: np.ndarray) -> np.ndarray:

@@ -107,3 +107,11 @@ def test_moved_or_deleted_source_keeps_the_prepared_copy_usable(tmp_path):
     assert _test_file_names(_config(tmp_path / "tfds", moved)) == expected
     shutil.rmtree(moved)
     assert _test_file_names(_config(tmp_path / "tfds", moved)) == expected
+
+
+def test_image_sizes_are_the_original_files(tmp_path):
+    """What the example sheet draws each image's aspect from: the files' sizes, not the model's square."""
+    root = tmp_path / "src"
+    fixtures.write_mvtec(str(root), "bottle", num_train=2, num_test_good=1, defects=(("crack", 1),))
+    config = _config(tmp_path / "tfds", root)
+    assert pipeline.image_sizes(config, "test", [0, 1]) == {0: fixtures.SIZE, 1: fixtures.SIZE}  # (40, 48)
