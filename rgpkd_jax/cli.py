@@ -59,14 +59,30 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
+# When an orbax restore fails (a damaged checkpoint, reported in one line), the other reads of the
+# checkpoint still in flight end after it: tensorstore callbacks into orbax's closed event loop
+# (an unraisable "Event loop is closed" each) and failed read tasks nobody awaits any more (asyncio
+# logs "Task exception was never retrieved" each). Dozens of tracebacks buried the one line; they
+# are dropped (shown with --verbosity=1 as DEBUG lines), other such reports go on.
+
+
 def _drop_closed_loop_callbacks(unraisable) -> None:
-    """``sys.unraisablehook`` that drops "Event loop is closed": when an orbax restore fails (a
-    damaged checkpoint, reported in one line), tensorstore reads still in flight finish after
-    orbax's event loop closed, and each printed a traceback of its callback. Others go on."""
+    """``sys.unraisablehook`` dropping the late tensorstore callbacks of a failed restore."""
     if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
         logging.debug("dropped a late asyncio callback: %s", unraisable.exc_value)
         return
     sys.__unraisablehook__(unraisable)
+
+
+class _AbandonedCheckpointReads(std_logging.Filter):
+    """Drops asyncio's reports of orbax read tasks left behind by a failed restore."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Task exception was never retrieved") and "orbax" in message:
+            logging.debug("dropped an abandoned checkpoint read: %s", message.splitlines()[0])
+            return False
+        return True
 
 
 def run(main: Callable[[Sequence[str]], None], *, compilation_cache: bool = True) -> None:
@@ -74,6 +90,7 @@ def run(main: Callable[[Sequence[str]], None], *, compilation_cache: bool = True
 
     def guarded(argv):
         sys.unraisablehook = _drop_closed_loop_callbacks
+        std_logging.getLogger("asyncio").addFilter(_AbandonedCheckpointReads())
         logging.get_absl_handler().addFilter(_QuietLibraries())
         try:
             main(argv)
