@@ -39,6 +39,11 @@ def checkpoint_manager(workdir: str, tc) -> ocp.CheckpointManager:
                        DATA_ITEM: ocp.JsonCheckpointHandler(), TEACHER_ITEM: ocp.JsonCheckpointHandler()})
 
 
+def newest_step(workdir: str) -> int | None:
+    """The workdir's newest complete checkpoint step (None if it has none); creates nothing."""
+    return max(ocp.utils.checkpoint_steps(os.path.join(os.path.abspath(workdir), "checkpoints")), default=None)
+
+
 def _saved_part(state) -> dict:
     """The pure dict of what a checkpoint holds: the trained state of `split_train_state` (the
     teacher is rebuilt from its recorded weights, the prompt bank from teacher and training split)."""
@@ -59,9 +64,12 @@ def _restore_items(manager, step: int, **items):
         directory = step_dir(manager, step)
         fallback = (f"if it is damaged, move it aside to fall back to step {max(earlier)}" if earlier
                     else "if it is damaged, move it aside to start over")
-        detail = (str(e).strip().splitlines() or [""])[0][:200]
+        root = e  # orbax wraps tensorstore's error in one whose text is a repr of a bound method
+        while root.__cause__ is not None:
+            root = root.__cause__
+        detail = " ".join(str(root).split())[:300]
         raise DamagedCheckpointError(
-            f"cannot restore the checkpoint {directory} ({type(e).__name__}: {detail}); {fallback}: "
+            f"cannot restore the checkpoint {directory} ({type(root).__name__}: {detail}); {fallback}: "
             f"mv {directory} {os.path.dirname(os.fspath(manager.directory))}/damaged_step_{step}") from e
 
 

@@ -15,6 +15,8 @@ from typing import Callable
 
 import ml_collections
 
+from rgpkd_jax.config_files import ConfigError
+
 DEFAULT_DATASET = "mvtec_ad/bottle"
 Layer = Callable[[ml_collections.ConfigDict], None]
 
@@ -41,13 +43,13 @@ def parse_arg(arg: str) -> tuple[str, str, set[str]]:
     parts = arg.split(",")
     head, options = parts[0], {p.strip() for p in parts[1:] if p.strip()}
     if "/" not in head:
-        raise ValueError(
+        raise ConfigError(
             f"config argument {arg!r} must look like 'dataset/category' (e.g. 'mvtec_ad/bottle'), "
             "optionally followed by ',tiny'")
     dataset, category = head.split("/", 1)
     unknown = options - {"tiny"}
     if unknown:
-        raise ValueError(f"unknown config option(s) {sorted(unknown)} in {arg!r}; known: ['tiny']")
+        raise ConfigError(f"unknown config option(s) {sorted(unknown)} in {arg!r}; known: ['tiny']")
     return dataset, category, options
 
 

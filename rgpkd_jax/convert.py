@@ -16,9 +16,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from rgpkd_jax import cli
+from rgpkd_jax import cli, config_files
 from rgpkd_jax.models import resnet as resnet_lib
 
 _ARCH = flags.DEFINE_enum("arch", None, list(resnet_lib.ARCHS), "Teacher architecture (torchvision weights).")
@@ -31,7 +30,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing checkpoi
 _OFFICIAL = flags.DEFINE_string("official_rd4ad", None, "An official RD4AD / SK-RD4AD checkpoint "
                                 "({'bn','decoder'} .pth) to convert into --workdir, for --config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "With --official_rd4ad: the workdir to write.")
-_CONFIG = config_flags.DEFINE_config_file("config", None, "With --official_rd4ad: the run's config, "
+_CONFIG = config_files.DEFINE_config_file("config", "With --official_rd4ad: the run's config, "
                                           "e.g. configs/rd4ad.py:mvtec_ad/bottle.")
 
 

@@ -20,10 +20,12 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import anomaly_maps, files, model_setup, sharding, visualize, workdir_lock
+from rgpkd_jax import anomaly_maps, checkpointing, files, model_setup, sharding, visualize, workdir_lock
+from rgpkd_jax import teacher as teacher_lib
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.deploy.images import size_hw, to_uint8
 from rgpkd_jax.metrics import aupimo, summary
+from rgpkd_jax.models import NOT_TRAINED
 
 METRICS_FILE = "eval_metrics.json"
 THRESHOLD_FILE = "threshold.json"
@@ -53,6 +55,7 @@ class MapRunner:
     """
 
     def __init__(self, model, config):
+        self.model = model
         self.mesh = sharding.make_mesh()
         self.batch_size = _round_up(config.eval.batch_size, self.mesh.devices.size)
         self.fn, state = make_map_fn(model, config, out_shardings=sharding.replicated(self.mesh))
@@ -154,13 +157,26 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
         with files.failure_recorded(os.path.join(workdir, METRICS_FILE), unwritten):
             files.write_json(os.path.join(workdir, METRICS_FILE), result)
         if ec.num_visualise > 0:
-            threshold_path = os.path.join(workdir, THRESHOLD_FILE)
-            threshold = read_threshold(workdir)["threshold"] if os.path.exists(threshold_path) else None
+            threshold = _figure_threshold(workdir, model.model if isinstance(model, MapRunner) else model)
+            shown = visualize.pick_examples(predictions["label"], predictions["score"], ec.num_visualise)
             with files.failure_recorded(f"the figures in {workdir}", unwritten):
                 visualize.write_figures(predictions, metrics, config, workdir, threshold=threshold,
-                                        random_teacher=(teacher_info or {}).get("weights") == "random")
+                                        random_teacher=(teacher_info or {}).get("weights") == "random",
+                                        sizes=pipeline.image_sizes(config, "test", shown))
         _keep_unwritten(result, unwritten)
     return result
+
+
+def _figure_threshold(workdir: str, model) -> float | None:
+    """The threshold the figures draw: the workdir's, if it was computed from ``model``."""
+    if not os.path.exists(os.path.join(workdir, THRESHOLD_FILE)):
+        return None
+    threshold = read_threshold(workdir)
+    if not _computed_from(threshold, model):
+        logging.warning("%s was computed from other weights: the figures show no threshold (recompute "
+                        "it with --mode threshold)", os.path.join(workdir, THRESHOLD_FILE))
+        return None
+    return threshold["threshold"]
 
 
 def _keep_unwritten(result: dict, unwritten: dict[str, str]) -> None:
@@ -197,12 +213,26 @@ def format_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def trained_digest(model) -> str:
+    """What identifies a checkpoint's trained weights: a digest of the values training changed
+    (parameters and BN statistics of all but the teacher, as float32)."""
+    return teacher_lib.fingerprint(model, nnx.All(nnx.Any(nnx.Param, nnx.BatchStat), nnx.Not(NOT_TRAINED)))
+
+
+def _computed_from(threshold: dict, model) -> bool:
+    """Whether ``threshold`` (``read_threshold``'s) was computed from ``model``'s trained weights."""
+    return (threshold.get("checkpoint") or {}).get("digest") == trained_digest(model)
+
+
 def compute_threshold(model, config, workdir: str) -> dict:
     """Decision threshold from normal (training) images only: a quantile of their image scores.
 
     Training images were fitted, so their scores run lower than unseen normal images': the
     quantile (`eval.threshold_quantile`, default 0.99) is a starting point to tune, not a guarantee.
-    `model` is an nnx model or a :class:`MapRunner`; process 0 writes the file.
+    `model` is an nnx model or a :class:`MapRunner`, the model of the workdir's newest checkpoint
+    (training and imports save it just before); ``threshold.json`` records that checkpoint's step
+    and weights (:func:`trained_digest`), and predict and export refuse it for another. Process 0
+    writes the file.
     """
     runner = _runner(model, config)
     scores = [runner(b["image"])[1] for b in pipeline.test_batches(config, batch_size=runner.batch_size, split="train")]
@@ -210,7 +240,9 @@ def compute_threshold(model, config, workdir: str) -> dict:
     q = config.eval.threshold_quantile
     info = {"threshold": float(np.quantile(scores, q)), "quantile": q,
             "source": "image scores of the training split (normal images only)",
-            "num_images": int(len(scores)), "score": config.eval.score}
+            "num_images": int(len(scores)), "score": config.eval.score,
+            "image_size": config.dataset.image_size,
+            "checkpoint": {"step": checkpointing.newest_step(workdir), "digest": trained_digest(runner.model)}}
     if sharding.is_primary():
         unwritten: dict[str, str] = {}
         with files.failure_recorded(os.path.join(workdir, THRESHOLD_FILE), unwritten):
@@ -227,6 +259,40 @@ def read_threshold(workdir: str) -> dict:
                                 "(--mode=train or train_eval with the same --config and --workdir)")
     with open(path) as f:
         return json.load(f)
+
+
+class StaleThresholdError(ValueError):
+    """threshold.json was computed from other weights than the checkpoint being used."""
+
+
+def check_threshold(threshold: dict, model, step: int, workdir: str) -> None:
+    """Refuses a threshold (``read_threshold``'s) that was not computed from ``model``, the
+    workdir's checkpoint ``step`` (e.g. the newest step was moved aside after it), with the
+    command that recomputes it."""
+    if _computed_from(threshold, model):
+        return
+    recorded = threshold.get("checkpoint")
+    source = (f"from the checkpoint of step {recorded.get('step')}" if recorded
+              else "before thresholds recorded their checkpoint")
+    raise StaleThresholdError(
+        f"{os.path.join(workdir, THRESHOLD_FILE)} was computed {source}, not from the weights of the "
+        f"checkpoint in use (step {step}); recompute it: python -m rgpkd_jax.main --config <the same "
+        f"config> --workdir {workdir} --mode threshold")
+
+
+def threshold_checkpoint(config, workdir: str) -> dict:
+    """Computes and writes ``threshold.json`` for the workdir's newest checkpoint (after its newest
+    step was moved aside, or to change ``eval.threshold_quantile``), holding the workdir's lock."""
+    with workdir_lock.hold(workdir, "threshold", enabled=sharding.is_primary()):
+        model, _, step = model_setup.load_trained_model(config, workdir)
+        logging.info("computing the threshold of the checkpoint of step %d", step)
+        return compute_threshold(model, config, workdir)
+
+
+def format_threshold(info: dict) -> str:
+    """:func:`compute_threshold`'s result as the line the command line prints."""
+    return (f"threshold {info['threshold']:.6g}: the {info['quantile']} quantile of {info['num_images']} "
+            f"training images' scores, checkpoint of step {info['checkpoint']['step']}")
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:

@@ -15,13 +15,12 @@ from __future__ import annotations
 from typing import Sequence
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from rgpkd_jax import cli
+from rgpkd_jax import cli, config_files
 from rgpkd_jax.deploy import artefact
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "The run's config, e.g. configs/rd4ad.py:mvtec_ad/bottle.", lock_config=True)
+_CONFIG = config_files.DEFINE_config_file(
+    "config", "The run's config, e.g. configs/rd4ad.py:mvtec_ad/bottle.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The trained workdir (checkpoints, threshold.json).")
 _FORMAT = flags.DEFINE_list("format", list(artefact.FORMATS),
                             f"Artefacts to write, comma-separated: {', '.join(artefact.FORMATS)} (default: both).")

@@ -132,12 +132,14 @@ def export_workdir(config, workdir: str, *, formats: Sequence[str] = artefact.FO
                    output_dir: str | None = None,
                    platforms: Sequence[str] = DEFAULT_PLATFORMS) -> dict[str, str]:
     """Exports the workdir's last checkpoint in each of ``formats`` into ``output_dir`` (default
-    ``workdir/export``); returns {format: artefact path}. Needs the workdir's threshold.json."""
+    ``workdir/export``); returns {format: artefact path}. Needs the workdir's threshold.json,
+    computed from that checkpoint."""
     unknown = sorted(set(formats) - set(artefact.FORMATS))
     if unknown or not formats:
         raise ValueError(f"export formats {unknown or list(formats)}; choose from {list(artefact.FORMATS)}")
     threshold = evaluate.read_threshold(workdir)
     model, teacher_info, step = model_setup.load_trained_model(config, workdir)
+    evaluate.check_threshold(threshold, model, step, workdir)
     fn = map_function(model, config)
     base = describe(config, teacher_info=teacher_info, step=step, threshold=threshold)
     output_dir = output_dir or os.path.join(workdir, "export")

@@ -163,6 +163,21 @@ def failure_recorded(what: str, failures: dict[str, str]) -> Iterator[None]:
         failures[what] = e.strerror or str(e)
 
 
+@contextlib.contextmanager
+def no_new_empty_folders_on_failure(*folders: str | os.PathLike) -> Iterator[None]:
+    """When the block raises, removes those of ``folders`` that it created and left empty
+    (deepest first; ``os.rmdir`` removes nothing else): an error before any output leaves no
+    empty workdir or data folder behind."""
+    new = [os.path.abspath(f) for f in folders if not os.path.exists(f)]
+    try:
+        yield
+    except BaseException:
+        for folder in sorted(new, key=lambda f: f.count(os.sep), reverse=True):
+            with contextlib.suppress(OSError):  # absent, or not empty: kept
+                os.rmdir(folder)
+        raise
+
+
 def new_run_dir(parent: str) -> str:
     """Creates and returns ``parent/<UTC time>`` (``-2``, ``-3``... when taken): each run its own
     folder, so a rerun neither overwrites the last one's results nor mixes its heat maps with them."""

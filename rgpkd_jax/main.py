@@ -4,6 +4,11 @@
     python -m rgpkd_jax.main --config configs/demo.py --workdir workdirs/demo --mode train_eval
     python -m rgpkd_jax.main --config configs/rd4ad.py:mvtec_ad/bottle --workdir workdirs/bottle --mode predict \\
         --input path/to/images
+    python -m rgpkd_jax.main --config configs/rd4ad.py:mvtec_ad/bottle --workdir workdirs/bottle --mode threshold
+
+`--mode threshold` recomputes threshold.json (which training writes) for the newest checkpoint, e.g.
+after a damaged newest step was moved aside: predict and export refuse a threshold computed from
+other weights.
 
 Any config value can be overridden, e.g. `--config.train.epochs=10`; an unknown key is an error.
 Each mode ends by printing its results and the files it wrote. Logs show our own INFO lines and
@@ -12,17 +17,17 @@ every library's warnings; `--verbosity=1` shows every library's INFO and DEBUG l
 
 from __future__ import annotations
 
+import glob
 import os
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from rgpkd_jax import cli
+from rgpkd_jax import cli, config_files
 
-MODES = ("train", "eval", "train_eval", "predict")
+MODES = ("train", "eval", "train_eval", "predict", "threshold")
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/rd4ad.py:mvtec_ad/bottle.", lock_config=True)
+_CONFIG = config_files.DEFINE_config_file(
+    "config", "Config file, e.g. configs/rd4ad.py:mvtec_ad/bottle.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and images.")
 _MODE = flags.DEFINE_enum("mode", "train_eval", MODES, "What to run.")
 _INPUT = flags.DEFINE_string("input", None, "predict: an image file or a folder of images.")
@@ -57,7 +62,22 @@ def main(argv):
     logging.debug("config:\n%s", config)  # run_info.json holds it too
     primary = jax.process_index() == 0  # only process 0 prints; every process logs
 
-    from rgpkd_jax import evaluate, predict, train  # imported late so --help stays fast
+    from rgpkd_jax import files, predict  # imported late so --help stays fast
+    # An error before any output (bad data, no checkpoint) leaves no empty workdir behind.
+    with files.no_new_empty_folders_on_failure(workdir, os.path.join(workdir, "checkpoints"),
+                                               os.path.join(workdir, predict.PREDICTIONS_DIR)):
+        result, lines, workdir, outputs = _run_mode(config, workdir, mode)
+    if primary:
+        print("\n".join(lines + _written(workdir, outputs, result.get("unwritten", {}))), flush=True)
+    if result.get("unwritten"):  # the results are printed above; say once what is missing
+        missing = "; ".join(f"{what} ({why})" for what, why in result["unwritten"].items())
+        raise OSError(f"could not write {missing}; the results above were computed but not saved there")
+
+
+def _run_mode(config, workdir: str, mode: str) -> tuple[dict, list[str], str, list[str]]:
+    """Runs ``mode``: (its result, the lines to print, the folder of its outputs, their names)."""
+    from rgpkd_jax import evaluate, predict, train
+
     if mode in ("train", "train_eval"):
         result = train.train_and_evaluate(config, workdir, evaluate_after=(mode == "train_eval"))
         lines = [train.format_progress(result)]
@@ -69,22 +89,27 @@ def main(argv):
     elif mode == "eval":
         result = evaluate.evaluate_checkpoint(config, workdir)
         lines, outputs = [evaluate.format_summary(result)], evaluate.OUTPUT_FILES
+    elif mode == "threshold":
+        result = evaluate.threshold_checkpoint(config, workdir)
+        lines, outputs = [evaluate.format_threshold(result)], [evaluate.THRESHOLD_FILE]
     else:
         result = predict.predict_path(config, workdir, _INPUT.value)
         lines = [predict.format_summary(result)]
-        workdir, outputs = result["output_dir"], predict.OUTPUT_FILES
-    if primary:
-        print("\n".join(lines + _written(workdir, outputs, result.get("unwritten", {}))), flush=True)
-    if result.get("unwritten"):  # the results are printed above; say once what is missing
-        missing = "; ".join(f"{what} ({why})" for what, why in result["unwritten"].items())
-        raise OSError(f"could not write {missing}; the results above were computed but not saved there")
+        workdir, outputs = result["output_dir"], predict.OUTPUT_FILES + [predict.HEATMAP_PATTERN]
+    return result, lines, workdir, outputs
 
 
 def _written(directory: str, names: list[str], unwritten: dict[str, str]) -> list[str]:
-    """The lines naming the run's output files that exist (and were not left unwritten)."""
-    paths = [os.path.join(directory, name) for name in names]
-    paths = [p for p in paths if os.path.exists(p) and p not in unwritten]
-    return ["wrote:"] + [f"  {p}" for p in paths] if paths else []
+    """The lines naming the run's output files that exist (and were not left unwritten); a glob
+    pattern among ``names`` is one line with its count of files."""
+    lines = []
+    for path in (os.path.join(directory, name) for name in names):
+        if "*" in path:
+            if found := glob.glob(path):
+                lines.append(f"  {path} ({len(found)} file(s))")
+        elif os.path.exists(path) and path not in unwritten:
+            lines.append(f"  {path}")
+    return ["wrote:"] + lines if lines else []
 
 
 if __name__ == "__main__":

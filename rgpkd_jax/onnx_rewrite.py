@@ -299,7 +299,11 @@ def fuse_conv_epilogues(model) -> None:
             continue
         added.append(numpy_helper.from_array(bias.reshape(channels).copy(), add.output[0] + "_bias"))
         if node.op_type == "Gemm":
+            # jax2onnx's Gemm computes A @ B + 0 * C (beta=0, a zero C): drop beta (default 1),
+            # or the bias moved into C would be multiplied by 0.
             del node.input[2:]
+            for attribute in [a for a in node.attribute if a.name == "beta"]:
+                node.attribute.remove(attribute)
         node.input.append(added[-1].name)
         removed.append(add)
         relu = only_consumer(add.output[0], "Relu")

@@ -4,7 +4,8 @@
         --mode predict --input path/to/image_or_folder
 
 The good/defective decision uses the threshold that training wrote to `W/threshold.json` (a
-quantile of the training images' scores: normal images only). Each run writes into a new folder
+quantile of the training images' scores: normal images only), which must have been computed from
+the checkpoint predict loads (`--mode threshold` recomputes it). Each run writes into a new folder
 `W/predictions/<UTC time>/`, so a rerun never overwrites an earlier one's results. An unreadable
 file is reported by name and skipped; the others' results are still written. Reading the images
 and writing the results is `rgpkd_jax.deploy.scoring`, which the deployed (ONNX) predictor shares.
@@ -15,24 +16,27 @@ from __future__ import annotations
 import os
 
 from rgpkd_jax import evaluate, files, model_setup, sharding
-from rgpkd_jax.deploy import scoring
+from rgpkd_jax.deploy import images, scoring
 from rgpkd_jax.deploy.scoring import format_summary  # noqa: F401 - what main.py prints
 
 
 PREDICTIONS_DIR = "predictions"
-OUTPUT_FILES = [scoring.PREDICTIONS_JSON, scoring.PREDICTIONS_CSV]  # beside the heat maps
+OUTPUT_FILES = [scoring.PREDICTIONS_JSON, scoring.PREDICTIONS_CSV]
+HEATMAP_PATTERN = "*" + scoring.HEATMAP_SUFFIX  # one per scored image, beside them
 
 
 def predict_path(config, workdir: str, input_path: str, *, output_dir: str | None = None) -> dict:
     """Scores ``input_path``; results go to ``output_dir``, by default a new folder
     ``<workdir>/predictions/<UTC time>`` per run, checked writable before the model is loaded."""
-    threshold = evaluate.read_threshold(workdir)["threshold"]
+    threshold = evaluate.read_threshold(workdir)
     primary = sharding.is_primary()
     if primary:
         files.ensure_writable_dir(output_dir or os.path.join(workdir, PREDICTIONS_DIR))
-    model, _, _ = model_setup.load_trained_model(config, workdir)
+    images.list_images(input_path)  # a missing or image-less --input, before the model loads
+    model, _, step = model_setup.load_trained_model(config, workdir)
+    evaluate.check_threshold(threshold, model, step, workdir)
     if primary and not output_dir:
         output_dir = files.new_run_dir(os.path.join(workdir, PREDICTIONS_DIR))
     # Every process scores the images (the maps are gathered to all of them); process 0 writes.
     return scoring.predict_files(input_path, config.dataset.image_size, evaluate.MapRunner(model, config),
-                                 threshold, output_dir or "", write=primary)
+                                 threshold["threshold"], output_dir or "", write=primary)

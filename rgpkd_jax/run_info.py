@@ -25,8 +25,11 @@ def write(workdir: str, config, teacher_info: dict, **details) -> None:
 
 def training_config(config, workdir: str):
     """`config` for evaluating the workdir's model: its model-shaping keys (method, teacher.arch,
-    model.*) must equal those in `run_info.json`, and the seed (which builds a random teacher) is
-    the training one."""
+    model.*) and the image size must equal those in `run_info.json`, and the seed (which builds a
+    random teacher) is the training one.
+
+    The image size is refused rather than allowed: the threshold is a quantile of scores at the
+    training size, scores shift with the size, and RGPKD would rebuild its bank at the new size."""
     path = os.path.join(workdir, RUN_INFO)
     if not os.path.exists(path):
         logging.warning("%s is missing: the model is built from the given config alone", path)
@@ -34,7 +37,7 @@ def training_config(config, workdir: str):
     with open(path) as f:
         trained = json.load(f)["config"]
     used = config.to_dict()
-    keys = ["method", "teacher.arch"] + [f"model.{k}" for k in sorted(
+    keys = ["method", "teacher.arch", "dataset.image_size"] + [f"model.{k}" for k in sorted(
         set(trained.get("model", {})) | set(used.get("model", {})))]
     conflicts = [f"{key}={_lookup(used, key)!r} (trained with {_lookup(trained, key)!r})" for key in keys
                  if key not in _COMPUTE_ONLY and _lookup(used, key) != _lookup(trained, key)]

@@ -290,11 +290,12 @@ def _weights_source(arch: str, weights: str) -> dict:
     return source
 
 
-def fingerprint(module: nnx.Module) -> str:
-    """sha256 of a module's values (parameters and BN statistics as float32, in path order): the
-    same teacher gives the same digest whichever file or seed it was built from."""
+def fingerprint(module: nnx.Module, which=...) -> str:
+    """sha256 of a module's values (those the nnx filter ``which`` selects, all by default; as
+    float32, in path order): the same teacher gives the same digest whichever file or seed it was
+    built from (and the same trained weights, whichever dtype they were restored in)."""
     digest = hashlib.sha256()
-    leaves, _ = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(nnx.state(module)))
+    leaves, _ = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(nnx.state(module, which)))
     for path, value in leaves:
         digest.update(jax.tree_util.keystr(path).encode())
         digest.update(np.ascontiguousarray(np.asarray(value, np.float32)).tobytes())

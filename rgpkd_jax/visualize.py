@@ -33,12 +33,13 @@ def pick_examples(labels: np.ndarray, scores: np.ndarray, per_kind: int) -> list
 
 
 def example_figure(predictions: dict, per_kind: int, *, threshold: float | None = None,
-                   random_teacher: bool = False):
+                   random_teacher: bool = False, sizes: dict[int, tuple[int, int]] | None = None):
     """Image / ground truth / heat map rows for `pick_examples`' images, titled by file name, defect
-    type and score. The heat maps share one colour scale (the shown maps' range, widened to include
-    the threshold) so that good and defective images compare; its colour bar marks ``threshold``
-    (the predict decision threshold, when known) by a black line. A random teacher is stamped on
-    the figure: its numbers are not results."""
+    type and score, each drawn in the aspect of its original file (``sizes``: index -> (height,
+    width); square without). The heat maps share one colour scale (the shown maps' range, widened
+    to include the threshold) so that good and defective images compare; its colour bar marks and
+    labels ``threshold`` (the predict decision threshold, when known). A random teacher is stamped
+    on the figure: its numbers are not results."""
     plt = _pyplot()
     from matplotlib import cm, colors
     idx = pick_examples(predictions["label"], predictions["score"], per_kind)
@@ -52,27 +53,33 @@ def example_figure(predictions: dict, per_kind: int, *, threshold: float | None 
         decision = "" if threshold is None else ("  > thr: defective" if score > threshold else "  <= thr: good")
         title = (f"{predictions['file_name'][i]}\n{predictions['defect_type'][i]}  score {score:.4g}"
                  f"{decision}")
+        height, width = (sizes or {}).get(i, image.shape[:2])
         for col, (panel, name) in enumerate((
                 (image, title), (predictions["mask"][i], "ground truth"),
                 (overlay(image, maps[row], vmin, vmax), "anomaly map"))):
             ax = axes[row, col]
-            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None)
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None,
+                      extent=(0, width, height, 0))  # the square model input shown in its file's aspect
             ax.set_title(name, fontsize=7)
             ax.axis("off")
     bar = fig.colorbar(cm.ScalarMappable(colors.Normalize(vmin, vmax), cmap="jet"), ax=axes[:, 2],
                        fraction=0.08, label="anomaly map value")
     if threshold is not None:
         bar.ax.axhline(threshold, color="black", linewidth=2)
-    heading = f"decision threshold {threshold:.4g}" if threshold is not None else "no decision threshold (threshold.json absent)"
-    if random_teacher:
-        heading = "RANDOM TEACHER: not a result\n" + heading
-    fig.suptitle(heading, color="red" if random_teacher else "black", fontsize=10)
+        bar.ax.annotate(f"thr {threshold:.4g}", xy=(0, threshold), xycoords=("axes fraction", "data"),
+                        xytext=(-3, 0), textcoords="offset points", ha="right", va="center", fontsize=7)
+    headings = ["RANDOM TEACHER: not a result"] if random_teacher else []
+    if threshold is None:
+        headings.append("no decision threshold (threshold.json absent)")
+    if headings:
+        fig.suptitle("\n".join(headings), color="red" if random_teacher else "black", fontsize=10)
     return fig
 
 
 def example_sheet(predictions: dict, path: str, per_kind: int, *, threshold: float | None = None,
-                  random_teacher: bool = False) -> None:
-    _save(example_figure(predictions, per_kind, threshold=threshold, random_teacher=random_teacher), path)
+                  random_teacher: bool = False, sizes: dict[int, tuple[int, int]] | None = None) -> None:
+    _save(example_figure(predictions, per_kind, threshold=threshold, random_teacher=random_teacher,
+                         sizes=sizes), path)
 
 
 def curves_figure(predictions: dict, metrics: dict, path: str, fpr_limit: float) -> None:
@@ -114,9 +121,9 @@ def _save(fig, path: str) -> None:
 
 
 def write_figures(predictions: dict, metrics: dict, config, workdir: str, *, threshold: float | None = None,
-                  random_teacher: bool = False) -> list[str]:
+                  random_teacher: bool = False, sizes: dict[int, tuple[int, int]] | None = None) -> list[str]:
     paths = [os.path.join(workdir, SHEET_FILE), os.path.join(workdir, CURVES_FILE)]
     example_sheet(predictions, paths[0], config.eval.num_visualise, threshold=threshold,
-                  random_teacher=random_teacher)
+                  random_teacher=random_teacher, sizes=sizes)
     curves_figure(predictions, metrics, paths[1], config.eval.fpr_limit)
     return paths

@@ -2,6 +2,7 @@
 data positions across process layouts, what a checkpoint holds (no teacher, its provenance),
 damaged checkpoints, and evaluation configs that differ from training."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,13 +13,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
+from PIL import Image
 
-from rgpkd_jax import checkpointing, evaluate, model_setup, train
+from rgpkd_jax import checkpointing, evaluate, exporting, model_setup, predict, train
 from rgpkd_jax import teacher as teacher_lib
 from rgpkd_jax.config_files import ConfigError
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models import resnet as resnet_lib
-from tests.helpers import tiny_config
+from tests.helpers import one_error_line, run_module, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +38,7 @@ _KILLED_DURING_SAVE = textwrap.dedent("""
     import jax.numpy as jnp
     import orbax.checkpoint as ocp
     from rgpkd_jax import checkpointing
-    from tests.helpers import tiny_config
+    from tests.helpers import one_error_line, run_module, tiny_config
     manager = checkpointing.checkpoint_manager(sys.argv[1], tiny_config("rd4ad", data_dir="").train)
     def save(step):
         manager.save(step, args=ocp.args.Composite(
@@ -142,6 +144,9 @@ def test_a_damaged_newest_checkpoint_is_one_error_and_moving_it_aside_resumes(tm
         biggest = max(arrays, key=os.path.getsize)
         with open(biggest, "r+b") as f:
             f.truncate(os.path.getsize(biggest) // 2)
+    cli = run_module("rgpkd_jax.main", "--config", os.path.join(REPO, "configs", "rd4ad.py:synthetic/grid,tiny"),
+                     f"--config.dataset.data_dir={synthetic_data_dir}", "--config.teacher.weights=random",
+                     f"--workdir={workdir}", "--mode=eval")
     for attempt in (lambda: model_setup.load_trained_model(config, workdir),
                     lambda: train.train_and_evaluate(config, workdir, evaluate_after=False)):
         with pytest.raises(checkpointing.DamagedCheckpointError) as error:
@@ -149,9 +154,57 @@ def test_a_damaged_newest_checkpoint_is_one_error_and_moving_it_aside_resumes(tm
         message = str(error.value)
         assert "\n" not in message and message.startswith(f"cannot restore the checkpoint {step_dir} (")
         assert message.endswith(f"fall back to step 1: mv {step_dir} {workdir}/damaged_step_2")
+        # tensorstore's own error, not orbax's wrapper (whose text is a repr of a bound method)
+        assert "bound method" not in message and "TensorStore details" not in message
+    # The command line: that one line, and none of the tracebacks that tensorstore reads still in
+    # flight printed once the failed restore had closed orbax's event loop.
+    line = one_error_line(cli)
+    assert line.startswith(f"error: cannot restore the checkpoint {step_dir} (") and "bound method" not in line
+    if damage == "truncated_array_file":
+        assert "OUT_OF_RANGE" in line
     os.rename(step_dir, os.path.join(workdir, "damaged_step_2"))
     summary = train.train_and_evaluate(config, workdir, evaluate_after=False)
     assert summary["step"] == 3  # resumed from step 1 for max_steps_this_run=2 steps
+
+
+def test_a_threshold_of_another_checkpoint_is_refused_until_recomputed(tmp_path, synthetic_data_dir):
+    """After the newest step is moved aside (as the damaged-checkpoint error advises), predict and
+    export refuse threshold.json, computed from that step, naming the command that recomputes it."""
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir, checkpoint_every_steps=3)  # 7 steps: 6, 7 kept
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(config, workdir, evaluate_after=False)
+    assert evaluate.read_threshold(workdir)["checkpoint"]["step"] == 7
+    os.rename(os.path.join(workdir, "checkpoints", "7"), os.path.join(workdir, "damaged_step_7"))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = next(iter(pipeline.test_batches(config, batch_size=1)))["image"]
+    Image.fromarray(evaluate.to_uint8(image)[0]).save(folder / "a.png")
+    expected = (f"{workdir}/threshold.json was computed from the checkpoint of step 7, not from the weights "
+                f"of the checkpoint in use (step 6); recompute it: python -m rgpkd_jax.main --config <the "
+                f"same config> --workdir {workdir} --mode threshold")
+    for attempt in (lambda: predict.predict_path(config, workdir, str(folder), output_dir=str(tmp_path / "out")),
+                    lambda: exporting.export_workdir(config, workdir, formats=["stablehlo"])):
+        with pytest.raises(evaluate.StaleThresholdError) as error:
+            attempt()
+        assert str(error.value) == expected
+    command = ["--config", os.path.join(REPO, "configs", "rd4ad.py:synthetic/grid,tiny"),
+               f"--config.dataset.data_dir={synthetic_data_dir}", "--config.teacher.weights=random",
+               f"--workdir={workdir}"]
+    assert one_error_line(run_module("rgpkd_jax.main", *command, "--mode=predict", f"--input={folder}")) == (
+        f"error: {expected}")
+    recomputed = run_module("rgpkd_jax.main", *command, "--mode=threshold")
+    assert recomputed.returncode == 0, recomputed.stderr[-3000:]
+    assert "training images' scores, checkpoint of step 6" in recomputed.stdout
+    assert evaluate.read_threshold(workdir)["checkpoint"]["step"] == 6
+    predicted = run_module("rgpkd_jax.main", *command, "--mode=predict", f"--input={folder}")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    out = predicted.stdout.splitlines()
+    assert "scored 1 image(s), 0 unreadable" in out[0]
+    output_dir = out[0].rsplit("results in ", 1)[1]
+    assert out[1:] == ["wrote:", f"  {output_dir}/predictions.json", f"  {output_dir}/predictions.csv",
+                       f"  {output_dir}/*_heatmap.png (1 file(s))"]
+    with open(os.path.join(output_dir, "predictions.json")) as f:
+        assert json.load(f)["threshold"] == evaluate.read_threshold(workdir)["threshold"]
 
 
 def test_eval_with_a_config_that_differs_from_training_names_each_conflicting_key(tmp_path, synthetic_data_dir):
@@ -167,6 +220,20 @@ def test_eval_with_a_config_that_differs_from_training_names_each_conflicting_ke
     assert "model.skips=True (trained with False)" in message and "conv_impl" not in message
     config.model.conv_impl = "xla"
     assert model_setup.load_trained_model(config, workdir)[2] == 0
+
+
+def test_eval_predict_and_export_refuse_another_image_size(tmp_path, synthetic_data_dir):
+    """The threshold is a quantile of scores at the training size and scores shift with the size
+    (RGPKD would rebuild its bank at the new one): another size is refused, naming both."""
+    config = tiny_config("rgpkd", data_dir=synthetic_data_dir)
+    workdir = _imported_workdir(config, tmp_path)
+    config.dataset.image_size = 96
+    expected = r"run_info.json: dataset.image_size=96 \(trained with 64\); use the config and overrides"
+    for attempt in (lambda: model_setup.load_trained_model(config, workdir),  # predict's and export's
+                    lambda: evaluate.evaluate_checkpoint(config, workdir)):
+        with pytest.raises(ConfigError, match=expected) as error:
+            attempt()
+        assert "\n" not in str(error.value)
 
 
 def test_a_checkpoint_without_a_teacher_record_is_one_error(tmp_path, synthetic_data_dir):

@@ -89,16 +89,21 @@ def test_predict_scores_a_folder_and_names_the_unreadable_file(saved_workdir, tm
     images = np.clip(np.asarray(evaluate.to_uint8(test_batch["image"])), 0, 255)
     Image.fromarray(images[0]).save(folder / "a.png")
     Image.fromarray(images[1]).save(folder / "sub" / "b.jpg")
+    Image.fromarray(images[2]).save(folder / "sub" / "c.webp", lossless=True)
+    Image.fromarray(images[2]).save(folder / "d.gif")  # a suffix predict does not read: named
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     (folder / "notes.txt").write_text("ignored: not an image suffix")
 
     result = predict.predict_path(config, workdir, str(folder), output_dir=str(tmp_path / "out"))
     scored = {os.path.basename(r["file"]) for r in result["predictions"]}
-    assert scored == {"a.png", "b.jpg"}
+    assert scored == {"a.png", "b.jpg", "c.webp"}
     assert list(result["errors"]) == [str(folder / "broken.png")]
+    assert result["skipped"] == ["d.gif", "notes.txt"]
+    assert ("skipped 2 file(s) whose suffix is not an image's (.png .jpg .jpeg .bmp .tif .tiff .webp): "
+            "d.gif, notes.txt") in predict.format_summary(result).splitlines()
     with open(tmp_path / "out" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [os.path.basename(r["file"]) for r in rows] == ["a.png", "b.jpg"]
+    assert [os.path.basename(r["file"]) for r in rows] == ["a.png", "b.jpg", "c.webp"]
     for row in result["predictions"]:
         assert row["defective"] == (row["score"] > result["threshold"])
         assert os.path.exists(row["heatmap"])
@@ -147,6 +152,7 @@ def test_image_label_datasets_get_no_pixel_metrics(tmp_path, monkeypatch):
                    "file_name": np.array([f"{i}.png" for i in range(5)]),
                    "image": rng.integers(0, 255, (5, 8, 8, 3), dtype=np.uint8)}
     monkeypatch.setattr(evaluate, "collect_test_predictions", lambda model, config: predictions)
+    monkeypatch.setattr(pipeline, "image_sizes", lambda config, split, indices: {int(i): (8, 8) for i in indices})
     config = tiny_config("rd4ad", data_dir=str(tmp_path), num_visualise=1)
     config.dataset.name, config.dataset.category = "elpv", "mono"
     result = evaluate.evaluate_model(None, config, str(tmp_path))

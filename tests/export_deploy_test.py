@@ -1,7 +1,13 @@
 """Export (StableHLO, ONNX) against the JAX model, and the JAX-free predictor against --mode predict.
 
-One tiny workdir per method (random teacher, synthetic data, no training) is exported once per
+One tiny workdir per method (random teacher, synthetic data, no training, but biases and BN
+statistics set as training leaves them: `tests.helpers.as_if_trained`) is exported once per
 session; the tests compare its artefacts with the model that wrote them.
+
+ONNX tolerance: onnxruntime computes the same float32 operations as XLA in another order (BN folded
+into the convolution weights, other convolution algorithms), so the maps differ by rounding only:
+a few float32 ulps of the values summed, ~1e-6 of the map's range measured; 1e-4 of it leaves
+room for other CPUs' kernels, while a wrong bias or retrieval moves the maps by percents.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,8 +29,9 @@ from rgpkd_jax import evaluate, exporting, files, model_setup, predict
 from rgpkd_jax.data import pipeline, preprocess
 from rgpkd_jax.deploy import artefact, images as deploy_images
 from rgpkd_jax.deploy.predictor import Predictor
-from tests.helpers import METHODS, REPO, tiny_config
+from tests.helpers import METHODS, REPO, as_if_trained, one_error_line, prepare_on, run_module, tiny_config
 
+ONNX_TOLERANCE = 1e-4  # of the map's range (module docstring)
 BLOCKED = ("jax", "jaxlib", "flax", "optax", "orbax", "tensorflow_datasets", "matplotlib", "absl")
 
 
@@ -63,13 +71,14 @@ def export_of(module_tmp_path, synthetic_data_dir):
             config = tiny_config(method, data_dir=synthetic_data_dir)
             workdir = str(module_tmp_path / f"export_{method}")
             model, teacher_info = model_setup.setup_model(config)
+            as_if_trained(model)
             model_setup.save_imported_model(model, config, workdir, teacher_info=teacher_info)
             batch = next(iter(pipeline.test_batches(config, batch_size=4)))
             folder = module_tmp_path / f"images_{method}"
             folder.mkdir()
             _write_folder(folder, batch["image"])
             # The folder's files as predict reads them (the JPEG and grey copies differ a little).
-            _, images, _ = deploy_images.load_images(deploy_images.list_images(str(folder)),
+            _, images, _ = deploy_images.load_images(deploy_images.list_images(str(folder))[0],
                                                      config.dataset.image_size)
             runner = evaluate.MapRunner(model, config)
             maps, scores = runner(images)
@@ -77,7 +86,8 @@ def export_of(module_tmp_path, synthetic_data_dir):
             # the folder's scores, so that both decisions are exercised (and 60 images fewer to score).
             files.write_json(os.path.join(workdir, evaluate.THRESHOLD_FILE), {
                 "threshold": float(np.sort(scores)[1:3].mean()), "quantile": None, "num_images": 4,
-                "source": "test: between the scores of the test folder", "score": config.eval.score})
+                "source": "test: between the scores of the test folder", "score": config.eval.score,
+                "checkpoint": {"step": 0, "digest": evaluate.trained_digest(model)}})
             paths = exporting.export_workdir(config, workdir)
             built[method] = Export(config, workdir, paths, images, maps, scores, str(folder))
         return built[method]
@@ -106,8 +116,8 @@ def test_onnx_under_onnxruntime_equals_the_jax_model(export_of, method):
     predictor = Predictor(ex.paths["onnx"], providers=["CPUExecutionProvider"])
     for batch in (1, 4):
         maps, scores = predictor(ex.images[:batch])
-        assert np.abs(maps - ex.maps[:batch]).max() <= 1e-4 * ex.map_range
-        assert np.abs(scores - ex.scores[:batch]).max() <= 1e-4 * ex.map_range
+        assert np.abs(maps - ex.maps[:batch]).max() <= ONNX_TOLERANCE * ex.map_range
+        assert np.abs(scores - ex.scores[:batch]).max() <= ONNX_TOLERANCE * ex.map_range
     with open(artefact.sidecar_path(ex.paths["onnx"])) as f:
         sidecar = json.load(f)
     embedded = json.loads(predictor.session.get_modelmeta().custom_metadata_map[artefact.ONNX_METADATA_KEY])
@@ -131,13 +141,59 @@ def test_predictor_decides_as_mode_predict(export_of, method, tmp_path):
     assert [a["defective"] for a, _ in rows] == [b["defective"] for _, b in rows]
     assert sorted(a["defective"] for a, _ in rows) == [False, False, True, True]
     np.testing.assert_allclose([b["score"] for _, b in rows], [a["score"] for a, _ in rows],
-                               atol=1e-4 * ex.map_range)
+                               atol=ONNX_TOLERANCE * ex.map_range)
     for a, b in rows:  # a map value on a jet table boundary may take the neighbouring colour
         with Image.open(a["heatmap"]) as ha, Image.open(b["heatmap"]) as hb:
             difference = np.abs(np.asarray(ha, np.int16) - np.asarray(hb, np.int16))
         assert difference.max() <= 3 and (difference > 0).mean() < 0.01
     for name in ("predictions.json", "predictions.csv"):
         assert os.path.exists(tmp_path / "onnx" / name)
+
+
+def test_rgpkd_exports_retrieve_as_the_model(synthetic_data_dir, tmp_path):
+    """A prompt bank of three clearly different kinds of image (the category's normal images,
+    noise, inverted images; float16, the default): each query retrieves an entry of its own kind,
+    a prompt of another kind would move its map far beyond the tolerance, and the StableHLO and
+    ONNX exports give the model's maps."""
+    import onnxruntime as ort
+
+    config = tiny_config("rgpkd", data_dir=synthetic_data_dir)
+    assert config.model.bank_dtype == "float16" and config.model.top_k == 1
+    model, _ = model_setup.setup_model(config)
+    as_if_trained(model)
+    normal = next(iter(pipeline.test_batches(config, batch_size=8, split="train")))["image"]
+    noise = np.random.default_rng(0).normal(0.0, 1.5, normal.shape).astype(np.float32)
+    kinds = [normal, noise, -normal]
+    prepare_on(model, np.concatenate([kind[:4] for kind in kinds]))  # entries 4k..4k+3: kind k
+    queries = np.concatenate([kind[4:] for kind in kinds])
+    query_kinds = np.repeat(np.arange(len(kinds)), 4)
+    positions, _ = model.prompts.retrieve(model.teacher(queries)[-1], top_k=1)
+    positions = np.asarray(positions)[:, 0]
+    np.testing.assert_array_equal(positions // 4, query_kinds)
+
+    fn = exporting.map_function(model, config)
+    maps = np.asarray(fn(queries)[0])
+    tolerance = ONNX_TOLERANCE * float(np.ptp(maps))
+    bank = model.prompts.features
+    right = [level.get_value() for level in bank]
+    for level, values in zip(bank, right):  # every entry's features moved to the next kind's slot
+        level.set_value(jnp.roll(values, 4, axis=0))
+    wrong_maps = np.asarray(exporting.map_function(model, config)(queries)[0])
+    for level, values in zip(bank, right):
+        level.set_value(values)
+    assert np.abs(wrong_maps - maps).max(axis=(1, 2)).min() > 100 * tolerance
+
+    exported = jax.export.deserialize(bytearray(exporting.stablehlo_bytes(fn, config.dataset.image_size, ["cpu"])))
+    hlo_maps, hlo_scores = exported.call(queries)
+    onnx_path = str(tmp_path / "model.onnx")
+    exporting.write_onnx(exporting.onnx_model(fn, config.dataset.image_size, {"method": "rgpkd"}), onnx_path)
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    onnx_maps, onnx_scores = session.run(list(artefact.OUTPUT_NAMES), {artefact.INPUT_NAME: queries})
+    scores = np.asarray(fn(queries)[1])
+    np.testing.assert_allclose(np.asarray(hlo_maps), maps, rtol=0, atol=1e-5 * np.ptp(maps))
+    np.testing.assert_allclose(np.asarray(hlo_scores), scores, rtol=0, atol=1e-5 * np.ptp(maps))
+    np.testing.assert_allclose(onnx_maps, maps, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(onnx_scores, scores, rtol=0, atol=tolerance)
 
 
 def test_predictor_cli_runs_without_jax(export_of, tmp_path):
@@ -155,6 +211,13 @@ def test_predictor_cli_runs_without_jax(export_of, tmp_path):
     assert "scored 4 image(s), 1 unreadable" in out.stdout and "broken.png" in out.stdout
     with open(tmp_path / "predictions.json") as f:
         assert len(json.load(f)["predictions"]) == 4
+
+
+def test_the_predictor_refuses_a_batch_size_below_one(tmp_path):
+    """--batch_size 0 once fell back to the export's batch size without a word."""
+    run = run_module("rgpkd_jax.deploy", "--model", tmp_path / "model.onnx", "--input", tmp_path,
+                     "--batch_size", "0", timeout=120)
+    assert one_error_line(run).startswith("error: batch_size=0: give a positive number of images")
 
 
 def _copy(src: str, folder) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from rgpkd_jax import visualize
 from rgpkd_jax.deploy import images as images_lib
@@ -71,6 +71,21 @@ def test_heatmap_colour_bar_marks_the_threshold():
     assert drawn["threshold_row"] == 0  # the threshold above every map value tops the bar
 
 
+@pytest.mark.parametrize("peak,threshold", [(0.4, 0.4), (0.4, 0.9), (0.4, 0.395), (0.4, 0.2), (0.4, 0.0)])
+def test_colour_bar_labels_never_overlap_and_always_show_the_threshold(peak, threshold):
+    """When the map stays below the threshold its maximum is the threshold: the labels at the top
+    once overlapped."""
+    heat = np.linspace(0.0, peak, 64, dtype=np.float32).reshape(8, 8)
+    text_bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), "thr 0.9")[3]  # the font's
+    for height in (40, 101):
+        _, drawn = images_lib.heatmap_with_colour_bar(Image.new("RGB", (50, height), "gray"), heat, threshold)
+        tops = [top for _, top in drawn["labels"]]
+        assert all(b - a > text_bottom for a, b in zip(tops, tops[1:])), drawn["labels"]
+        assert all(0 <= top <= height - text_bottom for top in tops)
+        assert f"thr {threshold:.3g}" in [text for text, _ in drawn["labels"]]
+    assert len(drawn["labels"]) == (3 if threshold == 0.2 else 2)  # 101 px: a threshold at an end hides it
+
+
 def _predictions(n=6, size=16):
     rng = np.random.default_rng(1)
     labels = np.array([0, 1] * (n // 2), np.int32)
@@ -90,7 +105,23 @@ def test_example_sheet_names_the_files_and_marks_threshold_and_random_teacher():
     assert all(predictions["file_name"][i] in titles for i in shown)
     colour_bar = fig.axes[-1]
     assert [list(line.get_ydata()) for line in colour_bar.get_lines()] == [[0.5, 0.5]]
-    assert "RANDOM TEACHER" in fig.get_suptitle() and "0.5" in fig.get_suptitle()
+    assert [text.get_text() for text in colour_bar.texts] == ["thr 0.5"]  # on the bar, beside its line
+    assert fig.get_suptitle() == "RANDOM TEACHER: not a result"
     plain = visualize.example_figure(predictions, 2, threshold=None, random_teacher=False)
-    assert "RANDOM TEACHER" not in plain.get_suptitle()
-    assert not plain.axes[-1].get_lines()
+    assert plain.get_suptitle() == "no decision threshold (threshold.json absent)"
+    assert not plain.axes[-1].get_lines() and not plain.axes[-1].texts
+
+
+def test_example_sheet_shows_each_image_in_its_files_aspect():
+    """The model sees a square; a 500 x 1260 file is shown 500 high and 1260 wide, not squashed."""
+    predictions = _predictions()
+    shown = visualize.pick_examples(predictions["label"], predictions["score"], 2)
+    sizes = {i: (500, 1260) if k % 2 else (300, 300) for k, i in enumerate(shown)}
+    fig = visualize.example_figure(predictions, 2, threshold=0.5, sizes=sizes)
+    for row, i in enumerate(shown):
+        height, width = sizes[i]
+        for ax in fig.axes[3 * row:3 * row + 3]:
+            assert ax.images[0].get_extent() == [0, width, height, 0]
+            x0, x1 = ax.get_xlim()
+            y0, y1 = ax.get_ylim()
+            assert (x1 - x0) / abs(y1 - y0) == pytest.approx(width / height)

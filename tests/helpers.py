@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -57,6 +59,28 @@ def make_unwritable(directory, monkeypatch):
         os.chmod(directory, 0o555)
 
 
+# Variable name -> (numpy Generator method, its two arguments): values of the kind training leaves.
+_TRAINED_LIKE = {"bias": ("normal", 0.0, 0.2), "mean": ("normal", 0.0, 0.3),
+                 "scale": ("uniform", 0.5, 1.5), "var": ("uniform", 0.5, 2.0)}
+
+
+def as_if_trained(model, seed: int = 0) -> None:
+    """Gives the model's trained part (the teacher aside) values of the kind training leaves:
+    non-zero biases, BN scales and statistics away from 1 and 0. A freshly built model has zero
+    biases and unit BN statistics, under which a dropped bias or a wrong BN fold changes nothing
+    (the ONNX export dropped every Linear's bias until a test checked a model like this)."""
+    from flax import nnx
+
+    rng = np.random.default_rng(seed)
+    for path, variable in nnx.iter_graph(model):
+        draw = _TRAINED_LIKE.get(path[-1]) if path else None
+        if draw is None or "teacher" in path or not isinstance(variable, (nnx.Param, nnx.BatchStat)):
+            continue
+        method, a, b = draw
+        value = variable.get_value()
+        variable.set_value(getattr(rng, method)(a, b, value.shape).astype(value.dtype))
+
+
 def training_loss(model, images, indices, seed: int = 0):
     """(loss, terms) of one training step's objective on `images`, as `rgpkd_jax.train`'s step
     computes it (`Method.training_loss`, with a key of `seed`)."""
@@ -70,3 +94,19 @@ def prepare_on(model, images) -> np.ndarray:
     indices = np.arange(len(images), dtype=np.int32)
     model.prepare(lambda: [{"image": np.asarray(images), "index": indices}])
     return indices
+
+
+def run_module(module: str, *args, cwd: str = REPO, env: dict | None = None, timeout: int = 900):
+    """``python -m <module> *args`` as a user runs it, with this checkout's package importable."""
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": REPO, **(env or {})})
+
+
+def one_error_line(run) -> str:
+    """The one ``error:`` line a failed command printed, checking that it failed, printed no
+    traceback and said nothing after it."""
+    assert run.returncode != 0, run.stdout[-2000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.stderr.rstrip().endswith(errors[0]), run.stderr[-3000:]
+    return errors[0]

@@ -11,7 +11,7 @@ import pytest
 from rgpkd_jax import preflight
 from rgpkd_jax.config_files import ConfigError, load_config
 from tests.data import fixtures
-from tests.helpers import REPO
+from tests.helpers import REPO, one_error_line, run_module
 
 TINY = os.path.join(REPO, "configs", "rd4ad.py:synthetic/grid,tiny")
 
@@ -67,6 +67,8 @@ def test_main_reports_in_one_line_and_leaves_nothing_behind(tmp_path, overrides)
 
 def _break_folder(root, how):
     written = fixtures.write_mvtec(root, "part")
+    if how in ("no_manual_dir_option", "category_folder"):
+        return  # the folder is fine; the command line is not
     if how == "missing_mask":
         os.remove(next(iter(written["masks"].values())))
     elif how == "empty_train_folder":
@@ -83,20 +85,19 @@ def _break_folder(root, how):
     ("empty_train_folder", "train/good (training images) has no images"),
     ("no_test_folder", "part/test (test images)"),
     ("no_manual_dir", "parts' does not exist"),
+    ("no_manual_dir_option", "set --config.dataset.manual_dir (prepare: --manual_dir)"),
+    ("category_folder", "looks like one category's folder (it holds train/): pass its parent"),
 ])
-def test_dataset_errors_through_main_are_one_line(tmp_path, how, expected):
-    """What a user's own folder gets wrong is reported by main as one 'error:' line, no traceback."""
+def test_dataset_errors_through_main_are_one_line_and_leave_no_folders(tmp_path, how, expected):
+    """What a user's own folder gets wrong is reported by main as one 'error:' line, no traceback,
+    and leaves no empty workdir nor data folders behind."""
     root = str(tmp_path / "parts")
     _break_folder(root, how)
-    env = {**os.environ, "PYTHONPATH": REPO, "RGPKD_JAX_DATA": str(tmp_path / "data"),
-           "RGPKD_JAX_CACHE": str(tmp_path / "cache")}
-    run = subprocess.run([sys.executable, "-m", "rgpkd_jax.main",
-                          "--config", os.path.join(REPO, "configs", "rd4ad.py:folder/part,tiny"),
-                          f"--config.dataset.manual_dir={root}", "--config.teacher.weights=random",
-                          "--workdir", str(tmp_path / "workdir"), "--mode", "train"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
-    assert run.returncode != 0
-    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
-    assert run.stderr.rstrip().endswith(errors[0])  # the error is the last thing said, on one line
-    assert expected in errors[0]
+    manual_dir = {"no_manual_dir_option": [], "category_folder": [f"--config.dataset.manual_dir={root}/part"]}.get(
+        how, [f"--config.dataset.manual_dir={root}"])
+    run = run_module("rgpkd_jax.main", "--config", os.path.join(REPO, "configs", "rd4ad.py:folder/part,tiny"),
+                     *manual_dir, "--config.teacher.weights=random", "--workdir", tmp_path / "workdir",
+                     "--mode", "train", env={"RGPKD_JAX_DATA": str(tmp_path / "data"),
+                                             "RGPKD_JAX_CACHE": str(tmp_path / "cache")}, timeout=300)
+    assert expected in one_error_line(run)
+    assert not (tmp_path / "workdir").exists() and not (tmp_path / "data").exists()

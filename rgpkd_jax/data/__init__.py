@@ -8,11 +8,15 @@ manual dir's files are still those they were built from). The input pipeline
 
 from __future__ import annotations
 
+import contextlib
+import logging as std_logging
 import os
+import shlex
 from typing import Optional
 
 import tensorflow_datasets as tfds
 
+from rgpkd_jax import files
 from rgpkd_jax.data.base import SOURCE_FINGERPRINT
 from rgpkd_jax.data.errors import DatasetError
 from rgpkd_jax.data import btad, elpv, folder, mpdd, mvtec_3d_ad, mvtec_ad, synthetic, valeo_vad, visa
@@ -53,12 +57,30 @@ def get_builder(name: str, category: str, data_dir: Optional[str] = None,
     data_dir = os.path.expanduser(data_dir or default_data_dir())
     if cls is folder.Folder:
         config = folder.config_for(manual_dir, category)
-        return cls(config=config, data_dir=data_dir, file_format="array_record")
+        with _custom_config_unannounced():
+            return cls(config=config, data_dir=data_dir, file_format="array_record")
     known = categories(name)
     if category not in known:
         raise DatasetError(f"{name} has no category {category!r}; choose one of {known} "
                            "(config: dataset.category, flag: --category).")
     return cls(config=category, data_dir=data_dir, file_format="array_record")
+
+
+class _NotCustomConfigWarning(std_logging.Filter):
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Using custom data configuration")
+
+
+@contextlib.contextmanager
+def _custom_config_unannounced():
+    """tfds warns "Using custom data configuration" whenever a builder gets a config of its own
+    making: a folder builder always does (its config carries the folder), 3-5 times a run."""
+    tfds_logger, quiet = std_logging.getLogger("absl"), _NotCustomConfigWarning()
+    tfds_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        tfds_logger.removeFilter(quiet)
 
 
 def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
@@ -76,14 +98,15 @@ def check_source_unchanged(builder: tfds.core.DatasetBuilder, manual_dir: Option
         return
     current = builder.source_fingerprint(manual_dir)
     if current["sha256"] != recorded["sha256"]:
+        # builder.category, not the config name: a folder config's name carries a hash of its path.
         raise DatasetError(
-            f"{builder.name}/{builder.builder_config.name}: the files in {manual_dir} changed since "
+            f"{builder.name}/{builder.category}: the files in {manual_dir} changed since "
             f"the prepared copy in {builder.data_dir} was built ({recorded['num_files']} files, "
             f"{recorded['total_bytes']} bytes, newest {recorded['newest_mtime']}; now "
             f"{current['num_files']} files, {current['total_bytes']} bytes, newest "
             f"{current['newest_mtime']}). Prepare it again: python -m rgpkd_jax.data.prepare "
-            f"--dataset {builder.name} --category {builder.builder_config.name} --manual_dir "
-            f"{manual_dir} --data_dir {builder.data_dir_root} --force")
+            f"--dataset {builder.name} --category {shlex.quote(builder.category)} --manual_dir "
+            f"{shlex.quote(manual_dir)} --data_dir {shlex.quote(str(builder.data_dir_root))} --force")
 
 
 def prepare(builder: tfds.core.DatasetBuilder, manual_dir: Optional[str] = None, *,
@@ -100,10 +123,16 @@ def prepare(builder: tfds.core.DatasetBuilder, manual_dir: Optional[str] = None,
     builder.allow_download = download
     mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if force
             else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-    # The file format comes from get_builder; passing it here too fails with force on a builder
-    # that read its info from an existing prepared copy.
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            download_mode=mode,
-            try_download_gcs=False,
-        ))
+    root = os.fspath(builder.data_dir_root)
+    downloads = os.path.join(root, "downloads")
+    # A failure (a bad source folder) leaves none of the empty folders tfds made on the way.
+    with files.no_new_empty_folders_on_failure(
+            root, downloads, os.path.join(downloads, "extracted"), os.path.join(root, builder.name),
+            os.path.dirname(os.fspath(builder.data_dir)), os.fspath(builder.data_dir)):
+        # The file format comes from get_builder; passing it here too fails with force on a builder
+        # that read its info from an existing prepared copy.
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                download_mode=mode,
+                try_download_gcs=False,
+            ))

@@ -4,8 +4,9 @@ MVTec layout (MVTec AD, MPDD, `folder`, and VisA once converted):
     <root>/<category>/train/good/*.png
     <root>/<category>/test/good/*.png, test/<defect>/*.png
     <root>/<category>/ground_truth/<defect>/<stem>_mask.png   (or <stem>.png, as VisA's converted masks)
-Image files are recognised by extension (png, jpg, jpeg, bmp, tif, tiff; any case); other files
-(readme, licence, .DS_Store) are ignored. Lists are sorted by file name.
+Image files are recognised by their suffix (`deploy.images.IMAGE_SUFFIXES`: png, jpg, jpeg, bmp,
+tif, tiff, webp; any case); other files of an image folder are skipped with a warning naming them,
+hidden ones (.DS_Store) silently. Lists are sorted by file name.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 import os
 from typing import Iterable, Optional
 
+from absl import logging
+
 from rgpkd_jax.data.base import GOOD, Sample
 from rgpkd_jax.data.errors import DatasetError
+from rgpkd_jax.deploy.images import IMAGE_SUFFIXES, describe_skipped, is_image_name
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MANUAL_DIR_OPTION = "config: dataset.manual_dir, flag: --manual_dir"
 
 
 def visible_entries(folder: str) -> list[str]:
@@ -25,8 +29,7 @@ def visible_entries(folder: str) -> list[str]:
 
 def image_files(folder: str) -> list[str]:
     """Sorted image file names in `folder` (not recursive)."""
-    return [e for e in visible_entries(folder)
-            if e.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, e))]
+    return [e for e in visible_entries(folder) if is_image_name(e) and os.path.isfile(os.path.join(folder, e))]
 
 
 def require_dir(path: str, what: str, fix: str) -> str:
@@ -36,10 +39,23 @@ def require_dir(path: str, what: str, fix: str) -> str:
 
 
 def require_images(folder: str, what: str, fix: str) -> list[str]:
+    """The image files of a folder of images (one warning names its other files); none is an error."""
     names = image_files(require_dir(folder, what, fix))
+    skipped = [e for e in visible_entries(folder) if e not in names and os.path.isfile(os.path.join(folder, e))]
+    if skipped:
+        logging.warning("%s: skipping %s", folder, describe_skipped(skipped))
     if not names:
-        raise DatasetError(f"Folder {folder} ({what}) has no images (.png/.jpg/.bmp/.tif). {fix}")
+        raise DatasetError(f"Folder {folder} ({what}) has no images ({' '.join(IMAGE_SUFFIXES)}). {fix}")
     return names
+
+
+def _category_folder_hint(path: str) -> str:
+    """A hint when ``path`` is itself one category in MVTec-like layout (it holds train/)."""
+    if not os.path.isdir(os.path.join(path, "train")):
+        return ""
+    path = os.path.normpath(path)
+    return (f" {path} looks like one category's folder (it holds train/): pass its parent "
+            f"{os.path.dirname(path)} as manual dir, and {os.path.basename(path)!r} as the category.")
 
 
 def resolve_root(root: str, child: str, dataset: str) -> str:
@@ -53,7 +69,7 @@ def resolve_root(root: str, child: str, dataset: str) -> str:
             continue
         raise DatasetError(
             f"{dataset}: {child!r} not found in {path} (it contains {entries[:20]}). Pass as manual dir "
-            f"the folder that contains {child!r} (config: dataset.manual_dir, flag: --manual_dir).")
+            f"the folder that contains {child!r} ({MANUAL_DIR_OPTION}).{_category_folder_hint(path)}")
     return path
 
 
@@ -101,9 +117,12 @@ def scan_mvtec(root: str, category: str, dataset: str) -> dict[str, list[Sample]
 
 def mvtec_categories(root: Optional[str]) -> list[str]:
     """Sub-folders of `root` (or of the folder it wraps) that look like MVTec categories."""
-    if not root or not os.path.isdir(root):
+    if not root:
+        raise DatasetError("The folder dataset needs its folder: set --config.dataset.manual_dir (prepare: "
+                           "--manual_dir) to the folder that holds one sub-folder per category in MVTec layout.")
+    if not os.path.isdir(root):
         raise DatasetError(f"Dataset folder {root!r} does not exist. Pass the folder that contains one "
-                           "sub-folder per category in MVTec layout (config: dataset.manual_dir).")
+                           f"sub-folder per category in MVTec layout ({MANUAL_DIR_OPTION}).")
     path = root
     while True:
         entries = visible_entries(path)
@@ -115,7 +134,7 @@ def mvtec_categories(root: Optional[str]) -> list[str]:
             continue
         raise DatasetError(f"No category folders (<category>/train/good) found in {root}. Arrange the data "
                            "in MVTec layout: <root>/<category>/{train/good, test/<defect>, "
-                           "ground_truth/<defect>}.")
+                           f"ground_truth/<defect>}}.{_category_folder_hint(root)}")
 
 
 def good_sample(path: str, root: str) -> Sample:

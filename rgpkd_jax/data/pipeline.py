@@ -33,12 +33,14 @@ Preparation: the first use prepares the dataset if it is not prepared yet (alway
 
 from __future__ import annotations
 
+import io
 from typing import Iterator, Optional
 
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import flags, logging
+from PIL import Image
 
 import rgpkd_jax.data as data_lib
 from rgpkd_jax.data import preprocess
@@ -82,7 +84,7 @@ def data_source(config, split: str):
     """
     builder = prepared_builder(config)
     if split not in builder.info.splits:
-        raise DatasetError(f"{builder.name}/{builder.builder_config.name} has no split {split!r}; it has "
+        raise DatasetError(f"{builder.name}/{builder.category} has no split {split!r}; it has "
                            f"{sorted(builder.info.splits)}.")
     return builder.as_data_source(
         split=split, decoders={"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()})
@@ -96,6 +98,17 @@ def has_masks(config) -> bool:
 
 def num_examples(config, split: str) -> int:
     return len(data_source(config, split))
+
+
+def image_sizes(config, split: str, indices) -> dict[int, tuple[int, int]]:
+    """{index: (height, width)} of the original images of records ``indices`` (from their headers):
+    the batches hold them resized to the model's square, figures show them in their own aspect."""
+    source = data_source(config, split)
+    sizes = {}
+    for index in indices:
+        with Image.open(io.BytesIO(source[int(index)]["image"])) as image:
+            sizes[int(index)] = (image.height, image.width)
+    return sizes
 
 
 def _text(value) -> str:

@@ -33,7 +33,8 @@ from PIL import Image, ImageDraw
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 INTERPOLATION = "bilinear"  # PIL's, on the uint8 RGB image
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# What datasets and predict read, in any case; files with other suffixes are skipped with a warning.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SIXTEEN_BIT_MAX = 65535  # 16-bit samples are scaled to [0, 1] by the largest value of the type
 SIXTEEN_BIT_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 # `Image.info` key set on 16-bit colour images Pillow decoded at 8 bits (their file is not 8-bit).
@@ -134,17 +135,31 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(denormalize(images)), 0, 1) * 255).round().astype(np.uint8)
 
 
-def list_images(path: str) -> list[str]:
-    """``path`` itself if it is a file, else the image files under it (recursively, sorted)."""
+def is_image_name(name: str) -> bool:
+    """Whether a file name has one of :data:`IMAGE_SUFFIXES` (any case)."""
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def describe_skipped(names: list[str]) -> str:
+    """Files skipped for their suffix, in a few words: how many, the accepted suffixes, ten names."""
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return (f"{len(names)} file(s) whose suffix is not an image's ({' '.join(IMAGE_SUFFIXES)}): "
+            f"{', '.join(names[:10])}{more}")
+
+
+def list_images(path: str) -> tuple[list[str], list[str]]:
+    """(images, skipped): ``path`` itself if it is a file, else the image files under it
+    (recursively, sorted), and the other files under it (hidden ones aside), relative to it."""
     if os.path.isfile(path):
-        return [path]
+        return [path], []
     if not os.path.isdir(path):
         raise FileNotFoundError(f"--input {path!r} is neither an image file nor a folder")
-    found = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
-                   if name.lower().endswith(IMAGE_SUFFIXES))
+    every = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+                   if not name.startswith("."))
+    found = [p for p in every if is_image_name(p)]
     if not found:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {path!r}")
-    return found
+        raise FileNotFoundError(f"no images ({' '.join(IMAGE_SUFFIXES)}) found under {path!r}")
+    return found, [os.path.relpath(p, path) for p in every if not is_image_name(p)]
 
 
 def load_images(paths: list[str], size: Size) -> tuple[list[str], np.ndarray, dict[str, str]]:
@@ -218,7 +233,8 @@ def heatmap_with_colour_bar(image: Image.Image, heat: np.ndarray,
     blended over it, with a colour bar on the right that marks ``threshold`` by a black line.
 
     Returns the (H, W + BAR_EXTRA_WIDTH, 3) uint8 picture and what was drawn: ``vmin``, ``vmax``,
-    ``threshold`` and ``threshold_row`` (the line's row in the bar; row 0 is ``vmax``).
+    ``threshold``, ``threshold_row`` (the line's row in the bar; row 0 is ``vmax``) and ``labels``
+    (text, top row), which never overlap.
     """
     width, height = image.size
     vmin, vmax = heatmap_scale(heat, threshold)
@@ -234,13 +250,27 @@ def heatmap_with_colour_bar(image: Image.Image, heat: np.ndarray,
     threshold_row = int(round((vmax - threshold) / span * (height - 1))) if span > 0 else 0
     draw = ImageDraw.Draw(canvas)
     draw.line([(left - 2, threshold_row), (left + BAR_WIDTH + 1, threshold_row)], fill="black", width=1)
-    text_x = left + BAR_WIDTH + 3
-    draw.text((text_x, 0), f"{vmax:.3g}", fill="black")
-    draw.text((text_x, max(height - 11, 0)), f"{vmin:.3g}", fill="black")
-    draw.text((text_x, min(max(threshold_row - 5, 11), max(height - 22, 0))), f"thr {threshold:.3g}",
-              fill="black")
-    info = {"vmin": vmin, "vmax": vmax, "threshold": float(threshold), "threshold_row": threshold_row}
+    labels = _bar_labels(draw, height, vmin, vmax, threshold, threshold_row)
+    for text, top in labels:
+        draw.text((left + BAR_WIDTH + 3, top), text, fill="black")
+    info = {"vmin": vmin, "vmax": vmax, "threshold": float(threshold), "threshold_row": threshold_row,
+            "labels": labels}
     return np.asarray(canvas), info
+
+
+def _bar_labels(draw: ImageDraw.ImageDraw, height: int, vmin: float, vmax: float, threshold: float,
+                threshold_row: int) -> list[tuple[str, int]]:
+    """(text, top row) of the colour bar's labels: the threshold beside its line, the maximum at the
+    top and the minimum at the bottom unless the threshold's label would overlap them (then the
+    threshold, often equal to that end, is the one shown)."""
+    text_height = draw.textbbox((0, 0), "0.9g")[3] + 1
+    bottom = max(height - text_height, 0)
+    threshold_top = min(max(threshold_row - text_height // 2, 0), bottom)
+    labels = [(f"thr {threshold:.3g}", threshold_top)]
+    for text, top in ((f"{vmax:.3g}", 0), (f"{vmin:.3g}", bottom)):
+        if all(abs(top - other) >= text_height for _, other in labels):
+            labels.append((text, top))
+    return sorted(labels, key=lambda label: label[1])
 
 
 def _rgb01_to_uint8(rgb01: np.ndarray) -> np.ndarray:

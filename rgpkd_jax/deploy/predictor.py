@@ -38,6 +38,9 @@ class Predictor:
 
     def __init__(self, model_path: str, *, batch_size: int | None = None,
                  providers: Sequence[str] | None = None):
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: give a positive number of images per onnxruntime "
+                             "call (--batch_size), or leave it out for the export's batch size")
         self.path = os.fspath(model_path)
         has_sidecar = os.path.exists(artefact.sidecar_path(self.path))
         description = artefact.read(self.path, "onnx") if has_sidecar else None

@@ -20,6 +20,7 @@ from rgpkd_jax.deploy import images as images_lib
 # (N, H, W, 3) normalised images -> (N, H, W) anomaly maps, (N,) image scores
 MapFunction = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 PREDICTIONS_JSON, PREDICTIONS_CSV = "predictions.json", "predictions.csv"
+HEATMAP_SUFFIX = "_heatmap.png"
 
 
 def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores: MapFunction,
@@ -27,21 +28,23 @@ def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores:
     """Scores the images at ``input_path`` (a file or a folder, searched recursively).
 
     Writes ``predictions.json``, ``predictions.csv`` and one ``<name>_heatmap.png`` per image into
-    ``output_dir``; an image is ``defective`` when its score is above ``threshold``. Each heat map
+    ``output_dir``; files with other suffixes than :data:`images.IMAGE_SUFFIXES` are listed under
+    ``skipped``; an image is ``defective`` when its score is above ``threshold``. Each heat map
     is at its image's original size, coloured on its own scale (``heatmap_min`` to
     ``heatmap_max``: the map's range widened to include the threshold), with a colour bar that
     marks the threshold. Returns what ``predictions.json`` holds.
     ``write=False`` computes the same result and writes nothing (the other processes of a
     multi-process run: process 0 writes).
     """
-    paths, images, errors = images_lib.load_images(images_lib.list_images(input_path), image_size)
+    found, skipped = images_lib.list_images(input_path)
+    paths, images, errors = images_lib.load_images(found, image_size)
     if write:
         os.makedirs(output_dir, exist_ok=True)
     rows = []
     if paths:
         maps, scores = maps_and_scores(images)
         for i, path in enumerate(paths):
-            heatmap_path = os.path.join(output_dir, _safe_name(path, input_path) + "_heatmap.png")
+            heatmap_path = os.path.join(output_dir, _safe_name(path, input_path) + HEATMAP_SUFFIX)
             if write:
                 picture, _ = images_lib.heatmap_with_colour_bar(images_lib.to_rgb(path), maps[i], threshold)
                 _save_png(picture, heatmap_path)
@@ -49,7 +52,8 @@ def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores:
             rows.append({"file": path, "score": float(scores[i]),
                          "defective": bool(scores[i] > threshold), "heatmap": heatmap_path,
                          "heatmap_min": vmin, "heatmap_max": vmax})
-    result = {"threshold": threshold, "predictions": rows, "errors": errors, "output_dir": output_dir}
+    result = {"threshold": threshold, "predictions": rows, "errors": errors, "skipped": skipped,
+              "output_dir": output_dir}
     if write:
         _write_outputs(result, output_dir)
     return result
@@ -58,6 +62,8 @@ def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores:
 def format_summary(result: dict) -> str:
     """What a command line prints after :func:`predict_files`."""
     lines = [f"could not read {f}: {err}" for f, err in result["errors"].items()]
+    if result["skipped"]:
+        lines.append(f"skipped {images_lib.describe_skipped(result['skipped'])}")
     lines.append(f"scored {len(result['predictions'])} image(s), {len(result['errors'])} unreadable; "
                  f"results in {result['output_dir']}")
     return "\n".join(lines)

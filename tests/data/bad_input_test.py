@@ -59,6 +59,49 @@ def test_category_folder_missing_from_manual_dir(tmp_path):
         _prepare(tmp_path, root)
 
 
+def test_a_category_folder_given_as_manual_dir_gets_a_hint(tmp_path):
+    root = str(tmp_path / "mvtec")
+    fixtures.write_mvtec(root, "bottle")
+    category = os.path.join(root, "bottle")
+    with pytest.raises(DatasetError, match=f"looks like one category's folder .*pass its parent {root} as manual "
+                                           "dir, and 'bottle' as the category"):
+        _prepare(tmp_path, category)
+    with pytest.raises(DatasetError, match=f"pass its parent {root} as manual dir, and 'bottle' as the category"):
+        data_lib.get_builder("folder", "bottle", manual_dir=category)
+
+
+def test_a_folder_builder_does_not_announce_its_custom_config(tmp_path, caplog):
+    """tfds's "Using custom data configuration" warning came 3-5 times a run: a folder builder's
+    config is always its own."""
+    root = str(tmp_path / "mine")
+    fixtures.write_mvtec(root, "part")
+    with caplog.at_level("WARNING"):
+        for _ in range(2):
+            data_lib.get_builder("folder", "part", data_dir=str(tmp_path / "tfds"), manual_dir=root)
+    assert not [r for r in caplog.records if "custom data configuration" in r.getMessage()]
+
+
+def test_folder_dataset_without_manual_dir_names_the_option():
+    with pytest.raises(DatasetError, match=r"set --config.dataset.manual_dir \(prepare: --manual_dir\)"):
+        data_lib.get_builder("folder", "part", manual_dir=None)
+
+
+def test_files_with_other_suffixes_are_named_and_webp_is_read(tmp_path, caplog):
+    root = str(tmp_path / "mvtec")
+    written = fixtures.write_mvtec(root, "bottle", num_train=3)
+    train_good = os.path.dirname(written["train"][0])
+    Image.open(written["train"][0]).save(os.path.join(train_good, "003.webp"), lossless=True)
+    Image.open(written["train"][1]).save(os.path.join(train_good, "004.gif"))
+    open(os.path.join(train_good, "notes.txt"), "w").close()
+    open(os.path.join(train_good, ".DS_Store"), "w").close()  # hidden: skipped without a word
+    with caplog.at_level("WARNING"):
+        builder = _prepare(tmp_path, root)
+    assert builder.info.splits["train"].num_examples == 4  # 000-002.png and 003.webp
+    warnings = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert warnings and all(w == f"{train_good}: skipping 2 file(s) whose suffix is not an image's (.png .jpg "
+                                 ".jpeg .bmp .tif .tiff .webp): 004.gif, notes.txt" for w in warnings)
+
+
 def test_corrupt_image_names_file_and_leaves_nothing(tmp_path):
     root = str(tmp_path / "mvtec")
     written = fixtures.write_mvtec(root, "bottle")

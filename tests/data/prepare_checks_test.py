@@ -2,6 +2,7 @@
 prepared copy whose source files changed since is refused until it is prepared again (--force)."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import rgpkd_jax.data as data_lib
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.data.errors import DatasetError
 from tests.data import fixtures
+from tests.helpers import run_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -64,6 +66,26 @@ def test_changed_source_is_refused_until_prepared_again_with_force(tmp_path):
     assert "bottle/test/good/001.png" in _test_file_names(config)
 
 
+def test_the_advised_prepare_command_works_for_a_folder_dataset(tmp_path):
+    """A folder category's prepared copy is named `<category>-<hash of the path>`; the error advises
+    the command with the category the user knows, and that command prepares it again."""
+    root = tmp_path / "my parts"  # a space, as user folders have
+    fixtures.write_mvtec(str(root), "bracket", num_train=2, num_test_good=1, defects=(("crack", 1),))
+    config = _config(tmp_path / "tfds", root)
+    config.dataset.name, config.dataset.category = "folder", "bracket"
+    assert len(_test_file_names(config)) == 2
+    Image.fromarray(fixtures.image_array("added")).save(root / "bracket" / "test" / "good" / "001.png")
+    with pytest.raises(DatasetError) as error:
+        _test_file_names(config)
+    message = str(error.value)
+    assert message.startswith(f"folder/bracket: the files in {root} changed since")
+    command = shlex.split(message.split("Prepare it again: ", 1)[1])
+    assert command[:3] == ["python", "-m", "rgpkd_jax.data.prepare"] and command[command.index("--category") + 1] == "bracket"
+    run = run_module(*command[2:])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "bracket/test/good/001.png" in _test_file_names(config)
+
+
 def test_rewritten_file_of_the_same_size_is_a_change(tmp_path):
     root = tmp_path / "src"
     written = fixtures.write_mvtec(str(root), "bottle", num_train=2, num_test_good=1, defects=(("crack", 1),))
@@ -85,3 +107,11 @@ def test_moved_or_deleted_source_keeps_the_prepared_copy_usable(tmp_path):
     assert _test_file_names(_config(tmp_path / "tfds", moved)) == expected
     shutil.rmtree(moved)
     assert _test_file_names(_config(tmp_path / "tfds", moved)) == expected
+
+
+def test_image_sizes_are_the_original_files(tmp_path):
+    """What the example sheet draws each image's aspect from: the files' sizes, not the model's square."""
+    root = tmp_path / "src"
+    fixtures.write_mvtec(str(root), "bottle", num_train=2, num_test_good=1, defects=(("crack", 1),))
+    config = _config(tmp_path / "tfds", root)
+    assert pipeline.image_sizes(config, "test", [0, 1]) == {0: fixtures.SIZE, 1: fixtures.SIZE}  # (40, 48)
