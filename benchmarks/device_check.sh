@@ -13,7 +13,7 @@
 #   2. tests: the GPU-relevant tests (conv_impl xla/cpu equality, bfloat16 numerics, model tests),
 #      float32 at full precision (tests/conftest.py; docs/architecture.md, "Numerics");
 #   3. job: one MVTec-sized job end to end (RD4AD-WRN50, 256 px, 200 epochs of 240 synthetic
-#      1024-px PNGs: prepare, setup, compile, train, data wait, evaluate in seconds), then its
+#      256-px PNGs: prepare, setup, compile, train, data wait, evaluate in seconds), then its
 #      StableHLO artefact (cpu + cuda) run on the GPU beside the JAX model;
 #   4. leaderboard_tiny: the tiny leaderboard, every method on one synthetic category;
 #   5. speed_memory: device peak allocations, ours and anomalib's;

@@ -3,7 +3,7 @@
     python -m benchmarks.speed.job_timing --output_dir=DIR [--tiny]
 
 RD4AD, WideResNet50-2 teacher (random weights: timing only), 256 px, batch 16, 200 epochs of the
-`mvtec_like` category (240 training images, 115 test images, 1024-px PNGs), as
+`mvtec_like` category (240 training images, 115 test images, 1024-px PNGs; `--source_size`), as
 `python -m rgpkd_jax.main --mode=train_eval` runs it (`train.train_and_evaluate`). The phases, in
 seconds, from wall clocks around the run and its `metrics.jsonl` (one record per epoch):
 
@@ -82,8 +82,8 @@ def check_stablehlo(config, workdir: str, output_dir: str) -> dict:
             "max_score_diff_of_range": float(np.abs(np.asarray(artefact_scores) - scores).max()) / map_range}
 
 
-def run(output_dir: str, *, tiny: bool, config_dir: str = "configs") -> dict:
-    size = TINY if tiny else FULL
+def run(output_dir: str, *, tiny: bool, source_size: int | None = None, config_dir: str = "configs") -> dict:
+    size = {**(TINY if tiny else FULL), **({"source_size": source_size} if source_size else {})}
     data_root = os.path.join(output_dir, "data")
     start = time.perf_counter()
     num_train, num_good, num_defective = size["counts"]
@@ -108,7 +108,8 @@ def run(output_dir: str, *, tiny: bool, config_dir: str = "configs") -> dict:
     timings = {"generate_s": generate_s, "prepare_s": prepare_s,
                **phases(records, start, end, steps_per_epoch), "job_s": end - start}
     return {"tiny": tiny, "backend": jax.default_backend(), "devices": [d.device_kind for d in jax.devices()],
-            "teacher": config.teacher.arch, "image_size": size["image_size"], "epochs": size["epochs"],
+            "teacher": config.teacher.arch, "image_size": size["image_size"], "source_size": size["source_size"],
+            "epochs": size["epochs"],
             "num_train": num_train, "num_test": num_good + num_defective, "batch_size": config.train.batch_size,
             "steps": result["step"], "decoded_cache_mib": config.data.decoded_cache_mib,
             "seconds": {k: round(v, 1) for k, v in timings.items()},
@@ -121,12 +122,14 @@ def define_flags() -> None:
     common_flags.define_output_dir("workdirs/job_timing", "job_timing.json, the generated data and the job's workdir")
     common_flags.define_config_dir()
     flags.DEFINE_bool("tiny", False, "ResNet18, 64 px, 16 images, 2 epochs: a structure check.")
+    flags.DEFINE_integer("source_size", None, "Side of the generated PNGs in pixels (default: 1024, MVTec's; "
+                         "--tiny: 64). 256 skips the resize and most of the generation time.")
 
 
 def main(argv) -> None:
     common_flags.check_arguments(argv)
     f = flags.FLAGS
-    result = run(os.path.abspath(f.output_dir), tiny=f.tiny, config_dir=f.config_dir)
+    result = run(os.path.abspath(f.output_dir), tiny=f.tiny, source_size=f.source_size, config_dir=f.config_dir)
     path = os.path.join(f.output_dir, JSON_FILE)
     files.write_json(path, result)
     print(json.dumps(result["seconds"]), f"steady {result['images_per_sec']} images/s", flush=True)

@@ -142,14 +142,14 @@ def _decoded_split(config, source) -> Optional[dict]:
     height, width = preprocess.size_hw(config.dataset.image_size)
     mib = len(source) * height * width * 4 * 4 / 2**20  # float32: 3 image channels and the mask
     if mib > budget_mib:
-        logging.info("the decoded training split (%.0f MiB) exceeds data.decoded_cache_mib=%.0f: "
-                     "decoding every batch", mib, budget_mib)
+        logging.debug("the decoded training split (%.0f MiB) exceeds data.decoded_cache_mib=%.0f: "
+                      "decoding every batch", mib, budget_mib)
         return None
     start = time.perf_counter()
     batches = list(_in_record_order(source, config, batch_size=64))
     arrays = {key: np.concatenate([batch[key] for batch in batches]) for key in BATCH_KEYS}
-    logging.info("decoded the training split once: %d images, %.0f MiB in %.1f s", len(source), mib,
-                 time.perf_counter() - start)
+    logging.debug("decoded the training split once: %d images, %.0f MiB in %.1f s", len(source), mib,
+                  time.perf_counter() - start)
     return arrays
 
 
