@@ -1,15 +1,33 @@
-# `make demo` and `make test` each set up their own virtual environment (.venv) with the pinned
-# package, so both work on a fresh clone. `make test` adds the test extra (torch/torchvision as a
-# parity oracle only; they are never imported by the library; onnx and onnxruntime for the export
-# tests) and jax2onnx without its declared dependencies: it caps orbax-checkpoint below 0.11.37,
-# we pin 0.12.8, and it never imports orbax (README, "Deploy").
+# `make demo` and `make test` each set up their own virtual environment (.venv) with the package at
+# the versions of requirements/lock.txt (a constraints file: exact pins of every package, so the demo
+# and CI do not drift with the registry), so both work on a fresh clone. `make test` adds the test
+# extra (torch/torchvision as a parity oracle only; they are never imported by the library; onnx
+# and onnxruntime for the export tests) and jax2onnx without its declared dependencies: it caps
+# orbax-checkpoint below 0.11.37, our lock has 0.12.8, and it never imports orbax (README, "Deploy").
+# `make test-lowest` checks the other end of setup.cfg's ranges (README, "Versions").
 PYTHON ?= python3.11
 VENV := .venv
+LOCK := requirements/lock.txt
 WORKDIR ?= workdirs/demo
 PYTEST_ARGS ?=
 JAX2ONNX := jax2onnx==0.17.1
+# The lowest supported versions (requirements/lowest.txt) in a venv made anew on each run.
+LOWEST_VENV := workdirs/venv-lowest
+# A subset that runs every part of the package at those versions in about 3 minutes: the models and
+# their train steps, training with checkpoints and a resume, evaluation with every metric and
+# its figures, the data pipeline, StableHLO and ONNX export.
+LOWEST_TESTS := \
+	tests/import_graph_test.py \
+	tests/metrics \
+	tests/data/pipeline_test.py \
+	tests/models/rd4ad_test.py::test_train_step_updates_only_the_student \
+	tests/models/rgpkd_test.py::test_train_step_changes_only_the_student[own] \
+	tests/checkpointing_test.py::test_a_damaged_newest_checkpoint_is_one_error_and_moving_it_aside_resumes[emptied_metadata] \
+	tests/evaluate_predict_test.py::test_evaluation_writes_metrics_and_figures \
+	tests/export_deploy_test.py::test_stablehlo_equals_the_jax_model[rd4ad] \
+	tests/export_deploy_test.py::test_onnx_under_onnxruntime_equals_the_jax_model[rd4ad]
 
-.PHONY: demo test clean
+.PHONY: demo test test-lowest clean
 
 # The demo keeps its prepared data and caches inside the clone unless the variables are set.
 demo: export RGPKD_JAX_DATA ?= $(CURDIR)/workdirs/data
@@ -21,16 +39,30 @@ demo: $(VENV)/.installed-demo
 test: $(VENV)/.installed-test
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+# Installs the lowest versions first, then the package, as a user who already has jax and flax does:
+# the install must keep every one of them (the two freezes equal), then runs LOWEST_TESTS.
+test-lowest:
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/pip install -q -r requirements/lowest.txt
+	$(LOWEST_VENV)/bin/pip install -q --no-deps $(JAX2ONNX)
+	$(LOWEST_VENV)/bin/pip freeze --exclude-editable > $(LOWEST_VENV)/before-install.txt
+	$(LOWEST_VENV)/bin/pip install -q -e .
+	$(LOWEST_VENV)/bin/pip freeze --exclude-editable > $(LOWEST_VENV)/after-install.txt
+	diff $(LOWEST_VENV)/before-install.txt $(LOWEST_VENV)/after-install.txt \
+	  || { echo "error: pip install -e . changed the installed versions above (setup.cfg ranges vs requirements/lowest.txt)"; exit 1; }
+	$(LOWEST_VENV)/bin/python -m pytest -p no:cacheprovider $(LOWEST_TESTS) $(PYTEST_ARGS)
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed-demo: $(VENV)/bin/python setup.cfg pyproject.toml
-	$(VENV)/bin/pip install -q -e .
+$(VENV)/.installed-demo: $(VENV)/bin/python setup.cfg pyproject.toml $(LOCK)
+	$(VENV)/bin/pip install -q -c $(LOCK) -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/bin/python setup.cfg pyproject.toml
-	$(VENV)/bin/pip install -q -e '.[test]'
-	$(VENV)/bin/pip install -q --no-deps $(JAX2ONNX)
+$(VENV)/.installed-test: $(VENV)/bin/python setup.cfg pyproject.toml $(LOCK)
+	$(VENV)/bin/pip install -q -c $(LOCK) -e '.[test]'
+	$(VENV)/bin/pip install -q --no-deps -c $(LOCK) $(JAX2ONNX)
 	touch $@ $(VENV)/.installed-demo
 
 clean:

@@ -4,7 +4,7 @@
 # machine's image (whose jax, flax, optax and orbax are used as they are). Run here, in the repository;
 # .whl/ is git-ignored (add `/.whl/` to .git/info/exclude) and travels with the device call.
 #
-#   bash benchmarks/device_wheels.sh && du -sh .whl     # ~20 MiB
+#   bash benchmarks/device_wheels.sh && du -sh .whl     # ~40 MiB (the device tool carries 64 MiB at most)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .whl
@@ -15,7 +15,8 @@ download() {
 }
 for missing in ml-collections==1.1.0 grain==0.2.18 tensorflow-datasets==4.9.10 array-record dm-tree immutabledict \
     simple-parsing tensorflow-metadata termcolor toml docstring-parser googleapis-common-protos importlib_resources portpicker \
-    anomalib==2.7.0 jsonargparse kornia kornia_rs omegaconf typeshed_client platformdirs; do
+    anomalib==2.7.0 jsonargparse kornia kornia_rs omegaconf typeshed_client platformdirs \
+    matplotlib contourpy cycler fonttools kiwisolver pyparsing; do  # matplotlib: the job's and leaderboard's figures
   download .whl "$missing"
 done
 # Published as source only (pure python): built into wheels here.

@@ -65,7 +65,12 @@ def base_config(method: str) -> ml_collections.ConfigDict:
         manual_dir="",    # where the downloaded archive/folder lies, for datasets that need it
         image_size=256,
     ))
-    c.data = ml_collections.ConfigDict(dict(num_workers=0))
+    c.data = ml_collections.ConfigDict(dict(
+        num_workers=0,
+        # The training split decoded and resized once per run, kept in host memory, when it fits
+        # this many MiB and num_workers is 0; 0 decodes every batch (rgpkd_jax/data/pipeline.py).
+        decoded_cache_mib=4096.0,
+    ))
 
     c.teacher = ml_collections.ConfigDict(dict(
         arch="wide_resnet50_2",

@@ -63,7 +63,9 @@ def _read(env: dict, var):
 
 
 def _bind(eqn, inputs) -> list:
-    out = eqn.primitive.bind(*inputs, **eqn.primitive.get_bind_params(eqn.params))
+    # Call primitives were inlined above, so `params` bind as they are: no `get_bind_params`, whose
+    # return type changed between jax 0.8 and 0.10 (README, "Versions").
+    out = eqn.primitive.bind(*inputs, **eqn.params)
     return out if eqn.primitive.multiple_results else [out]
 
 

@@ -4,7 +4,15 @@ import sys
 
 import pytest
 
-from tests.helpers import import_oracle
+# Float32 matmuls and convolutions at full float32 precision in this process and the subprocesses
+# it starts, set before anything imports jax: the suite compares float32 results with references
+# at tolerances derived for float32 arithmetic, and on NVIDIA GPUs XLA's default computes them in
+# TF32 (docs/architecture.md, "Numerics"). CPUs compute float32 either way. The library never sets
+# it: users get the backend's default. `JAX_DEFAULT_MATMUL_PRECISION=default pytest ...` runs the
+# suite at that default instead.
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+
+from tests.helpers import import_oracle  # noqa: E402 - after the precision is set
 
 # One persistent XLA compilation cache for the whole run (subprocesses inherit it): the suite
 # builds the same small models and steps many times, and recompiling them dominated its time.

@@ -25,6 +25,14 @@ partial batch of each epoch is dropped (`drop_remainder=True`). This deviates fr
 loader, which keeps it (docs/reference.md §7 "Batches"); a varying batch size would recompile the
 jitted step, and padding would corrupt the BatchNorm statistics.
 
+Decoded cache: without augmentation every epoch decodes and resizes the same images, which costs
+more host time than a GPU step (a 1024-px PNG takes tens of milliseconds of a core to decode and
+resize; an H200 trains RD4AD-WRN50 on ~600 images/s: benchmarks/NOTES.md). So the training iterator
+decodes the split once, in record order, and serves every epoch from those arrays when they fit
+`data.decoded_cache_mib` (float32 image and mask, ~1 MiB an image at 256 px) and no worker processes
+decode (`data.num_workers=0`). The batches are the same arrays either way, and so is the iterator's
+state: a checkpoint resumes with or without the cache.
+
 Test (`test_batches`): finite, in record order (sorted by file name), the last batch may be short.
 
 Preparation: the first use prepares the dataset if it is not prepared yet (always possible for
@@ -34,6 +42,7 @@ Preparation: the first use prepares the dataset if it is not prepared yet (alway
 from __future__ import annotations
 
 import io
+import time
 from typing import Iterator, Optional
 
 import grain
@@ -137,6 +146,36 @@ class LoadExample:
         }
 
 
+class CachedExample:
+    """Record index -> the example `LoadExample` gave for it, from the decoded split's arrays."""
+
+    def __init__(self, arrays: dict):
+        self.arrays = arrays
+
+    def __call__(self, index: int) -> dict:
+        return {key: values[int(index)] for key, values in self.arrays.items()}
+
+
+def _decoded_split(config, source) -> Optional[dict]:
+    """The whole split through `LoadExample`, stacked by key, when the decoded cache is on and holds
+    it (module docstring); else None (every batch decodes)."""
+    budget_mib = float((config.get("data") or {}).get("decoded_cache_mib", 0) or 0)
+    if budget_mib <= 0 or num_workers(config) > 0:
+        return None
+    height, width = preprocess.size_hw(config.dataset.image_size)
+    mib = len(source) * height * width * 4 * 4 / 2**20  # float32: 3 image channels and the mask
+    if mib > budget_mib:
+        logging.debug("the decoded training split (%.0f MiB) exceeds data.decoded_cache_mib=%.0f: "
+                      "decoding every batch", mib, budget_mib)
+        return None
+    start = time.perf_counter()
+    batches = list(_in_record_order(source, config, batch_size=64))
+    arrays = {key: np.concatenate([batch[key] for batch in batches]) for key in BATCH_KEYS}
+    logging.debug("decoded the training split once: %d images, %.0f MiB in %.1f s", len(source), mib,
+                  time.perf_counter() - start)
+    return arrays
+
+
 def _stack(examples: list[dict]) -> dict:
     return {key: np.stack([e[key] for e in examples]) if key not in ("defect_type", "file_name")
             else np.array([e[key] for e in examples], dtype=np.str_) for key in BATCH_KEYS}
@@ -194,7 +233,9 @@ def train_iterator(config, *, seed: Optional[int] = None, shard_index: Optional[
                            f"{global_batch} (over {shard_count} processes): lower train.batch_size.")
     dataset = grain.MapDataset.range(total).shuffle(seed)
     dataset = dataset[: per_shard * shard_count][shard_index::shard_count]
-    dataset = dataset.map(LoadExample(source, config))
+    decoded = _decoded_split(config, source)
+    dataset = dataset.map(CachedExample(decoded) if decoded is not None
+                          else LoadExample(source, config))
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_stack).repeat(None)
     return _to_iterator(dataset, config)
 
@@ -208,6 +249,9 @@ def steps_per_epoch(config, *, shard_count: int = 1, drop_remainder: bool = True
 
 def test_batches(config, *, batch_size: int, split: str = "test") -> Iterator[dict]:
     """All examples of `split` once, in record order, in batches (the last may be smaller)."""
-    source = data_source(config, split)
+    return _in_record_order(data_source(config, split), config, batch_size=batch_size)
+
+
+def _in_record_order(source, config, *, batch_size: int) -> Iterator[dict]:
     dataset = grain.MapDataset.range(len(source)).map(LoadExample(source, config))
     return _to_iterator(dataset.batch(batch_size, drop_remainder=False, batch_fn=_stack), config)

@@ -107,7 +107,8 @@ def test_the_same_flag_names_mean_the_same_thing_in_every_tool(tool_flags):
     tools = tool_flags["tools"]
     assert {"benchmarks.leaderboard", "benchmarks.sanity", "benchmarks.speed", "benchmarks.export",
             "benchmarks.speed.complexity", "benchmarks.speed.memory_probe", "benchmarks.speed.aupro_timing",
-            "benchmarks.speed.device_check", "benchmarks.metrics"} == set(tools)
+            "benchmarks.speed.device_check", "benchmarks.metrics", "benchmarks.speed.job_timing",
+            "benchmarks.speed.input_pipeline"} == set(tools)
     for tool, defined in tools.items():
         assert not {"method", "dataset", "category", "seed", "config_override", "output", "section",
                     "variant", "size"} & set(defined), tool
@@ -135,6 +136,7 @@ def test_every_entry_point_is_in_the_readme(tool_flags):
     ("benchmarks.speed.aupro_timing", ["--num_images=many"], "error: --num_images=many: give whole numbers"),
     ("benchmarks.speed.memory_probe", ["--probe=fly:ours"], "error: --probe=fly:ours: give <task>:<impl>"),
     ("benchmarks.speed.device_check", ["stray"], "error: unexpected arguments: stray"),
+    ("benchmarks.speed.device_check", ["--steps=fly"], "error: --steps: unknown ['fly']"),
     ("benchmarks.export", ["--batch_sizes=one"], "error: --batch_sizes=one: give whole numbers"),
 ])
 def test_user_errors_are_one_line(tool, args, error, tmp_path):

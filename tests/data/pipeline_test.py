@@ -27,6 +27,12 @@ def _take(iterator, count):
     return [next(iterator) for _ in range(count)]
 
 
+def _with_decoded_cache(config, mib):
+    cached = ml_collections.ConfigDict(config.to_dict())
+    cached.data.decoded_cache_mib = mib
+    return cached
+
+
 def test_builds_offline_in_seconds(tmp_path):
     start = time.perf_counter()
     config = ml_collections.ConfigDict({"dataset": {"name": "synthetic", "category": "grid",
@@ -89,8 +95,11 @@ def test_index_points_at_the_record(config):
         np.testing.assert_array_equal(batch["image"][j], everything[int(index)])
 
 
-def test_resume_from_state_gives_the_same_batches(config):
-    iterator = pipeline.train_iterator(config, shard_index=0, shard_count=1)
+@pytest.mark.parametrize("saved_with_decoded_cache", [False, True])
+def test_resume_from_state_gives_the_same_batches(config, saved_with_decoded_cache):
+    """A state saved with or without the decoded cache resumes in an iterator without it."""
+    saving = _with_decoded_cache(config, 64.0) if saved_with_decoded_cache else config
+    iterator = pipeline.train_iterator(saving, shard_index=0, shard_count=1)
     _take(iterator, 5)  # crosses the epoch boundary (7 steps per epoch) on the way below
     state = iterator.get_state()
     expected = _take(iterator, 5)
@@ -143,3 +152,22 @@ def test_worker_processes_give_the_same_batches(config):
             np.testing.assert_array_equal(want["image"], got["image"])
     finally:
         iterator.close()
+
+
+@pytest.mark.parametrize("budget_mib,fits", [(64.0, True), (0.01, False)], ids=["fits", "over_budget"])
+def test_decoded_cache_decodes_each_image_once_and_gives_the_same_batches(config, monkeypatch, budget_mib, fits):
+    steps = 2 * pipeline.steps_per_epoch(config)  # two epochs
+    total = pipeline.num_examples(config, "train")
+    decoded = []
+    load = pipeline.LoadExample.__call__
+    monkeypatch.setattr(pipeline.LoadExample, "__call__", lambda self, index: decoded.append(index) or load(self, index))
+    got = _take(pipeline.train_iterator(_with_decoded_cache(config, budget_mib), shard_index=0, shard_count=1), steps)
+    # Once per image in all; or, over the budget, once per image of every batch read (and prefetched).
+    assert len(decoded) == total if fits else len(decoded) >= steps * BATCH
+    monkeypatch.undo()
+    expected = _take(pipeline.train_iterator(config, shard_index=0, shard_count=1), steps)
+    for want, have in zip(expected, got):
+        assert set(want) == set(have)
+        for key in pipeline.BATCH_KEYS:
+            np.testing.assert_array_equal(want[key], have[key])
+            assert want[key].dtype == have[key].dtype
