@@ -12,21 +12,29 @@ from typing import Sequence
 
 import numpy as np
 
+import json
+
 from benchmarks.leaderboard import jobs as jobs_lib
 from benchmarks.leaderboard import published
+from rgpkd_jax.metrics.summary import METRIC_LABELS
 
-METRICS = (
-    ("image_auroc", "Image AUROC"),
-    ("pixel_auroc", "Pixel AUROC"),
-    ("aupro", "AU-PRO (official)"),
-    ("aupro_rd4ad_per_image", "AUPRO (RD4AD per-image)"),
-)
-METRIC_NAMES = tuple(m for m, _ in METRICS)
+# Every metric the evaluator writes, in its report order: the field's seven, their mean mAD, AUPIMO,
+# then the RD4AD code's per-image AUPRO (the one the method papers publish as "PRO").
+METRICS = tuple(METRIC_LABELS.items())
+METRIC_NAMES = tuple(METRIC_LABELS)
 MEAN = "mean"
+NO_PROTOCOL = "not recorded"  # results written before eval_metrics.json carried its protocol
 
 
 def is_random_teacher(data: dict) -> bool:
     return (data.get("teacher") or {}).get("weights") == "random" or bool(data.get("warning"))
+
+
+def protocol_text(protocol: dict | None) -> str:
+    """One line for the evaluation protocol a job recorded (docs/protocol.md), every key shown."""
+    if not protocol:
+        return NO_PROTOCOL
+    return ", ".join(f"{key} {json.dumps(value)}" for key, value in protocol.items())
 
 
 def _stats(values: Sequence[float]) -> dict:
@@ -92,6 +100,8 @@ def build_rows(results: list[dict]) -> list[dict]:
             "random_teacher": any(is_random_teacher(e["data"]) for e in entries),
             "warnings": sorted({e["data"]["warning"] for e in entries if e["data"].get("warning")}),
             "files": [e["path"] for e in entries],
+            # distinct over seeds: a row whose seeds were evaluated differently shows each
+            "protocols": list(dict.fromkeys(protocol_text(e["data"].get("protocol")) for e in entries)),
             "metrics": metrics,
         })
     return rows
@@ -131,6 +141,8 @@ def build_summaries(rows: list[dict]) -> list[dict]:
                         "dataset": dataset, "scope": scope, "method": any_row["method"],
                         "variant": any_row["variant"], "method_label": label,
                         "random_teacher": any(r["random_teacher"] for r in by_category.values()),
+                        "protocols": list(dict.fromkeys(p for c in scope_categories if c in by_category
+                                                        for p in by_category[c]["protocols"])),
                         "metrics": metrics})
     return summaries
 

@@ -16,7 +16,7 @@ RANDOM_TEACHER_MARK = "random teacher — not a result"
 
 CSV_COLUMNS = ("dataset", "scope", "method", "variant", "metric", "mean", "std", "n_seeds", "per_seed",
                "num_categories", "total_categories", "published_percent", "published_reference",
-               "diff_points", "random_teacher")
+               "diff_points", "random_teacher", "protocol")
 
 
 def leaderboard_csv(rows: list[dict], summaries: list[dict]) -> str:
@@ -36,7 +36,8 @@ def leaderboard_csv(rows: list[dict], summaries: list[dict]) -> str:
                 "published_percent": "" if cell["published_percent"] is None else cell["published_percent"],
                 "published_reference": cell["published_reference"] or "",
                 "diff_points": "" if cell["diff_points"] is None else repr(cell["diff_points"]),
-                "random_teacher": record["random_teacher"]})
+                "random_teacher": record["random_teacher"],
+                "protocol": " | ".join(record.get("protocols", ()))})
     return out.getvalue()
 
 
@@ -80,23 +81,46 @@ def _table(header: Sequence[str], lines: list[Sequence[str]]) -> list[str]:
             + ["| " + " | ".join(line) + " |" for line in lines])
 
 
-def _metric_cells(metrics: dict) -> list[str]:
+def published_metrics(records: list[dict]) -> list[str]:
+    """The metrics of ``records`` that have a published number somewhere: only they get the pub. and
+    Δ columns (no source publishes e.g. the official AU-PRO or AUPIMO for these methods)."""
+    return [m for m in METRIC_NAMES
+            if any((r["metrics"].get(m) or {}).get("published_percent") is not None for r in records)]
+
+
+def _metric_cells(metrics: dict, with_published: Sequence[str]) -> list[str]:
     cells = []
     for metric in METRIC_NAMES:
         cell = metrics.get(metric)
         cells.append(fmt_ours(cell))
-        if metric != "aupro":  # nobody publishes the official AU-PRO for these methods
+        if metric in with_published:
             cells += [fmt_published(cell), fmt_diff(cell)]
     return cells
 
 
-def result_header(first: str) -> list[str]:
+def result_header(first: str, with_published: Sequence[str]) -> list[str]:
     header = [first, "Method", "Seeds"]
     for metric, title in METRICS:
         header.append(title)
-        if metric != "aupro":
+        if metric in with_published:
             header += ["pub.", "Δ"]
     return header
+
+
+def _protocol_markdown(rows: list[dict]) -> list[str]:
+    """The evaluation protocol of a table's jobs; several protocols in one table are flagged, each
+    with the rows that used it, since their numbers are not comparable."""
+    users: dict[str, list[str]] = {}
+    for row in rows:
+        for protocol in row["protocols"]:
+            users.setdefault(protocol, []).append(f"{row['category']}/{row['method_label']}")
+    if len(users) == 1:
+        return [f"Protocol (docs/protocol.md): {next(iter(users))}.", ""]
+    lines = [f"> ⚠ The jobs of this table were evaluated under {len(users)} protocols (docs/protocol.md); "
+             "numbers under different protocols are not comparable:"]
+    for protocol, names in users.items():
+        lines.append(f"> - {protocol}: {', '.join(names)}")
+    return lines + [""]
 
 
 def _method_cell(record: dict) -> str:
@@ -114,23 +138,30 @@ def markdown(board: dict) -> str:
         "means of the seeds every category has). **pub.** is the primary published number for the same "
         "method, dataset and metric, **Δ** = ours − published (points), given only for complete means.",
         "Protocols: published \"PRO\"/\"AUPRO\" of RD4AD, SK-RD4AD and the RGPKD repository is the RD4AD code's "
-        "per-image variant, so it stands beside our *AUPRO (RD4AD per-image)*; nobody publishes the official "
-        "MVTec AU-PRO for these methods. Evaluation at the configs' image size (256 px as published); "
+        "per-image variant, so it stands beside our *AUPRO (RD4AD per-image)*; a metric without a published "
+        "number for the dataset (the official MVTec AU-PRO, AUPIMO; AP, F1-max and mAD unless a source gives "
+        "them) has no pub. and Δ columns. Each table states the protocol its jobs recorded; – marks a metric a job could not compute (its "
+        "`eval_metrics.json` says why under `metrics_unavailable`). Evaluation at the configs' image size (256 px as published); "
         "last epoch, no selection on test data.", ""]
     if any(r["random_teacher"] for r in rows):
         lines += [f"> ⚠ Rows marked **{RANDOM_TEACHER_MARK}** used a randomly initialised teacher (a smoke "
                   "run): such numbers are at chance level for real data and must never be reported.", ""]
     for dataset in sorted({r["dataset"] for r in rows}):
         lines += [f"## {dataset}", ""]
-        body = [[r["category"], _method_cell(r), ",".join(map(str, r["seeds"]))] + _metric_cells(r["metrics"])
-                for r in rows if r["dataset"] == dataset]
-        for s in (s for s in summaries if s["dataset"] == dataset):
+        in_dataset = [r for r in rows if r["dataset"] == dataset]
+        dataset_summaries = [s for s in summaries if s["dataset"] == dataset]
+        with_published = published_metrics(in_dataset + dataset_summaries)
+        body = [[r["category"], _method_cell(r), ",".join(map(str, r["seeds"]))]
+                + _metric_cells(r["metrics"], with_published) for r in in_dataset]
+        for s in dataset_summaries:
             some = next(iter(s["metrics"].values()))
             scope = f"**{s['scope']}**"
             if not some["complete"]:
                 scope += f" ({some['num_categories']}/{some['total_categories']} categories)"
-            body.append([scope, _method_cell(s), ",".join(map(str, some["per_seed"]))] + _metric_cells(s["metrics"]))
-        lines += _table(result_header("Category"), body) + [""]
+            body.append([scope, _method_cell(s), ",".join(map(str, some["per_seed"]))]
+                        + _metric_cells(s["metrics"], with_published))
+        lines += _table(result_header("Category", with_published), body) + [""]
+        lines += _protocol_markdown(in_dataset)
         for ref in published.references(dataset=dataset, primary=True):
             lines.append(f"- pub. for `{ref.method}`: {ref.title}. Source: {ref.source}. Caveat: {ref.caveat}.")
         plot = f"leaderboard_{dataset}.png"

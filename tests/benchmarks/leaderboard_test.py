@@ -27,16 +27,18 @@ from tests.helpers import REPO
 
 MVTEC = jobs_lib.categories("mvtec_ad")
 METRICS = stats.METRIC_NAMES
+OFFICIAL = {"resolution": [256, 256], "mask_threshold": 0.5, "aupro_fpr_limit": 0.3}  # a recorded protocol
 
 
-def write_fake_job(root, method, dataset, category, seed, *, variant="", weights="imagenet", rng):
+def write_fake_job(root, method, dataset, category, seed, *, variant="", weights="imagenet", rng,
+                   protocol=OFFICIAL):
     """A finished job: its job.json (as the harness writes it) and an eval_metrics.json of random numbers."""
     job = jobs_lib.Job(jobs_lib.TRAIN, method, dataset, category, seed, variant=variant)
     workdir = jobs_lib.claim_workdir(job, root)
     metrics = {m: float(rng.uniform(0.5, 1.0)) for m in METRICS}
     metrics["image_auroc/scratch"] = float(rng.uniform())  # per-defect keys are not tabulated
     data = {"dataset": dataset, "category": category, "method": method, "num_test_images": 10,
-            "teacher": {"arch": "resnet18", "weights": weights}, "metrics": metrics}
+            "teacher": {"arch": "resnet18", "weights": weights}, "metrics": metrics, "protocol": protocol}
     if weights == "random":
         data["warning"] = "random teacher"
     files.write_json(os.path.join(workdir, jobs_lib.METRICS_FILE), data)
@@ -46,7 +48,8 @@ def write_fake_job(root, method, dataset, category, seed, *, variant="", weights
 @pytest.fixture(scope="module")
 def fake_board(tmp_path_factory):
     """MVTec AD: rd4ad and sk_rd4ad on all 15 categories x 3 seeds; rgpkd on 3 categories, 1 seed (an
-    incomplete mean); an rgpkd ablation; a random-teacher synthetic job; one failed job."""
+    incomplete mean); an rgpkd ablation evaluated with masks binarised at > 0; a random-teacher
+    synthetic job; one failed job."""
     root = str(tmp_path_factory.mktemp("board"))
     rng = np.random.default_rng(0)
     written = {}  # (dataset, category, method_label) -> {seed: metrics}
@@ -58,7 +61,8 @@ def fake_board(tmp_path_factory):
     for category in ("bottle", "carpet", "zipper"):
         written[("mvtec_ad", category, "rgpkd")] = {0: write_fake_job(root, "rgpkd", "mvtec_ad", category, 0, rng=rng)}
     written[("mvtec_ad", "bottle", "rgpkd+no_prompts")] = {
-        0: write_fake_job(root, "rgpkd", "mvtec_ad", "bottle", 0, variant="no_prompts", rng=rng)}
+        0: write_fake_job(root, "rgpkd", "mvtec_ad", "bottle", 0, variant="no_prompts", rng=rng,
+                          protocol={**OFFICIAL, "mask_threshold": 0.0})}
     written[("synthetic", "grid", "rd4ad")] = {
         5: write_fake_job(root, "rd4ad", "synthetic", "grid", 5, weights="random", rng=rng)}
     failed = jobs_lib.Job(jobs_lib.TRAIN, "rgpkd", "mvtec_ad", "cable", 0)
@@ -156,13 +160,17 @@ def test_markdown_shows_mean_std_published_and_marks(fake_board):
     root, board, written = fake_board
     text = open(os.path.join(root, "leaderboard.md")).read()
     table = _markdown_table(text, "mvtec_ad")
-    header_metrics = [c for c in tables.result_header("Category")]
+    header_metrics = tables.result_header("Category", ["image_auroc", "pixel_auroc", "aupro_rd4ad_per_image"])
+    header_line = text.split("## mvtec_ad\n", 1)[1].lstrip("\n").splitlines()[0]
+    # every metric has a column; pub. and Δ only beside those some source publishes for MVTec AD
+    assert [c.strip() for c in header_line.strip("|").split("|")] == header_metrics
+    assert [c for c in header_metrics if c in dict(stats.METRICS).values()] == list(dict(stats.METRICS).values())
     by_key = {(r[0], r[1]): dict(zip(header_metrics, r)) for r in table}
     for category in MVTEC:
         for method in ("rd4ad", "sk_rd4ad"):  # method subset: the fixture's complete methods
             cells = by_key[(category, method)]
             mean, std = _expected_cell({s: m["image_auroc"] for s, m in written[("mvtec_ad", category, method)].items()})
-            assert cells["Image AUROC"] == f"{100 * mean:.2f} ± {100 * std:.2f}"
+            assert cells["image AUROC"] == f"{100 * mean:.2f} ± {100 * std:.2f}"
             mean, std = _expected_cell({s: m["aupro"] for s, m in written[("mvtec_ad", category, method)].items()})
             assert cells["AU-PRO (official)"] == f"{100 * mean:.2f} ± {100 * std:.2f}"
     assert by_key[("bottle", "rd4ad")]["Seeds"] == "0,1,2"
@@ -176,6 +184,26 @@ def test_markdown_shows_mean_std_published_and_marks(fake_board):
     assert "![mvtec_ad](leaderboard_mvtec_ad.png)" in text
     failed = json.load(open(os.path.join(root, "leaderboard.json")))["failed"]
     assert [f["job"] for f in failed] == ["rgpkd/mvtec_ad/cable/seed0"]
+
+
+def test_each_table_states_its_protocol_and_flags_a_mixed_one(fake_board):
+    """The protocol every job recorded is shown with its table; a table whose jobs used different
+    protocols says so and names the rows of each (their numbers are not comparable)."""
+    root, board, _ = fake_board
+    text = open(os.path.join(root, "leaderboard.md")).read()
+    official, binarised_at_zero = stats.protocol_text(OFFICIAL), stats.protocol_text({**OFFICIAL, "mask_threshold": 0.0})
+    assert '"mask_threshold 0.5' not in official and "mask_threshold 0.5" in official
+    mvtec = text.split("## mvtec_ad\n", 1)[1].split("\n## ", 1)[0]
+    assert "evaluated under 2 protocols" in mvtec
+    assert f"> - {binarised_at_zero}: bottle/rgpkd+no_prompts" in mvtec.splitlines()
+    official_line = next(line for line in mvtec.splitlines() if line.startswith(f"> - {official}: "))
+    assert "bottle/rd4ad" in official_line and "bottle/rgpkd+no_prompts" not in official_line
+    synthetic = text.split("## synthetic\n", 1)[1]
+    assert f"Protocol (docs/protocol.md): {official}." in synthetic and "protocols" not in synthetic.split("##")[0]
+    with open(os.path.join(root, "leaderboard.csv")) as f:
+        protocols = {(r["scope"], r["variant"]): r["protocol"] for r in csv.DictReader(f)}
+    assert protocols[("bottle", "no_prompts")] == binarised_at_zero and protocols[("bottle", "")] == official
+    assert stats.protocol_text(None) == stats.NO_PROTOCOL
 
 
 def test_published_data_is_internally_consistent():
@@ -385,8 +413,13 @@ def test_tiny_end_to_end(tmp_path):
     for row in board["rows"]:
         metrics_file = json.load(open(row["files"][0]))
         assert row["random_teacher"] and metrics_file["teacher"]["weights"] == "random"
-        for metric in METRICS:
+        # every metric the job computed is tabulated; one it could not compute says why in its file
+        # (AUPIMO needs normal images it can bound the FPR on: the tiny test split may have too few)
+        assert set(row["metrics"]) == set(METRICS) & set(metrics_file["metrics"])
+        assert set(METRICS) - set(row["metrics"]) <= set(metrics_file.get("metrics_unavailable", {}))
+        for metric in row["metrics"]:
             assert row["metrics"][metric]["per_seed"] == {"0": metrics_file["metrics"][metric]}
+        assert row["protocols"] == [stats.protocol_text(metrics_file["protocol"])]
     assert tables.RANDOM_TEACHER_MARK in open(root / "leaderboard.md").read()
     assert (root / "leaderboard_synthetic.png").stat().st_size > 1000
     complexity = {c["method"]: c for c in board["complexity"]}
