@@ -6,15 +6,18 @@ import csv
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
 import sklearn.metrics
 from PIL import Image
 
-from rgpkd_jax import evaluate, model_setup, predict, visualize
+from rgpkd_jax import evaluate, model_setup, predict, train, visualize
 from rgpkd_jax.data import pipeline, preprocess
+from rgpkd_jax.data.errors import DatasetError
 from rgpkd_jax.metrics import summary
+from tests.data import fixtures
 from tests.helpers import make_unwritable, tiny_config
 
 
@@ -162,6 +165,31 @@ def test_image_label_datasets_get_no_pixel_metrics(tmp_path, monkeypatch):
         sklearn.metrics.average_precision_score(labels, predictions["score"]))
     assert set(result["metrics_unavailable"]) == set(summary.MASK_METRICS)
     assert "not available: pixel_auroc, pixel_ap, pixel_f1_max, aupro, mad" in evaluate.format_summary(result)
+
+
+def test_a_folder_without_ground_truth_trains_evaluates_its_image_metrics_and_predicts(tmp_path):
+    """A user's folder in MVTec layout with image labels only (no ground_truth folder, the first
+    data many users have): it trains, its evaluation gives the image metrics and lists the pixel
+    metrics as unavailable (never numbers), and predict scores its images."""
+    root = tmp_path / "parts"
+    fixtures.write_mvtec(str(root), "part", num_train=8, num_test_good=3, defects=(("crack", 2), ("dent", 1)))
+    shutil.rmtree(root / "part" / "ground_truth")
+    config = tiny_config("rd4ad", data_dir=str(tmp_path / "tfds"), num_visualise=1)
+    config.dataset.name, config.dataset.category, config.dataset.manual_dir = "folder", "part", str(root)
+    workdir = str(tmp_path / "workdir")
+    train.train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, evaluate.METRICS_FILE)) as f:
+        written = json.load(f)
+    assert {"image_auroc", "image_ap", "image_f1_max"} <= set(written["metrics"])
+    assert not set(summary.MASK_METRICS) & set(written["metrics"])
+    assert set(written["metrics_unavailable"]) == set(summary.MASK_METRICS)
+    result = predict.predict_path(config, workdir, str(root / "part" / "test"), output_dir=str(tmp_path / "out"))
+    assert len(result["predictions"]) == 6 and not result["errors"]
+    # with a ground_truth folder, a defective image without its mask is still refused
+    (root / "part" / "ground_truth" / "crack").mkdir(parents=True)
+    config.dataset.data_dir = str(tmp_path / "tfds_with_masks")
+    with pytest.raises(DatasetError, match="has no ground-truth mask"):
+        pipeline.prepared_builder(config)
 
 
 def test_the_printed_summary_names_each_metric_present_by_its_label_in_report_order():

@@ -42,6 +42,7 @@ from rgpkd_jax.data.errors import DatasetError
 LABEL_NAMES = ("good", "defective")
 GOOD = "good"
 SOURCE_FINGERPRINT = "source_fingerprint"  # the dataset metadata's key of `source.fingerprint`
+HAS_MASKS_KEY = "has_masks"  # the dataset metadata's key of `AnomalyBuilder.has_masks` at prepare time
 
 # Images with an aspect ratio this close to their mask's are treated as the same picture at a
 # different resolution (the mask is resized); anything else is an error.
@@ -184,6 +185,11 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def list_samples(self, root: str, category: str) -> Mapping[str, Sequence[Sample]]:
         raise NotImplementedError
 
+    def has_masks(self, root: str) -> bool:
+        """Whether the category has ground-truth masks: `HAS_MASKS` unless the data decides (a
+        folder dataset without a ground_truth folder has image labels only)."""
+        return self.HAS_MASKS
+
     def source_fingerprint(self, root: str, splits: Mapping[str, Sequence[Sample]] | None = None) -> dict:
         """`source.fingerprint` of the image and mask files of the category's samples under `root`."""
         splits = self.list_samples(root, self.category) if splits is None else splits
@@ -194,10 +200,11 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _split_generators(self, dl_manager):
         root = self.source_root(dl_manager)
         splits = self.list_samples(root, self.category)
+        has_masks = self.has_masks(root)
         for split, samples in splits.items():
             if not samples:
                 raise DatasetError(f"{self.name}/{self.category}: the {split} split has no images.")
-            if not self.HAS_MASKS:
+            if not has_masks:
                 continue
             for sample in samples:
                 if sample.label == 1 and sample.mask is None:
@@ -205,6 +212,7 @@ class AnomalyBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                         f"Defective image {sample.file_name} has no ground-truth mask. Restore the mask "
                         "(see the dataset's layout in MANUAL_DOWNLOAD_INSTRUCTIONS) or remove the image.")
         self.info.metadata[SOURCE_FINGERPRINT] = self.source_fingerprint(root, splits)
+        self.info.metadata[HAS_MASKS_KEY] = has_masks
         return {split: self._generate_examples(samples, split) for split, samples in splits.items()}
 
     def _generate_examples(self, samples: Iterable[Sample], split: str) -> Iterator[tuple[int, dict]]:

@@ -11,6 +11,7 @@ import os
 from typing import Optional
 
 import tensorflow_datasets as tfds
+from absl import logging
 
 from rgpkd_jax.data import base, layout
 from rgpkd_jax.data.errors import DatasetError
@@ -48,7 +49,9 @@ Put your data in MVTec layout and pass its root as manual dir:
     <root>/<category>/train/good/*.png            normal training images
     <root>/<category>/test/good/*.png             normal test images
     <root>/<category>/test/<defect>/*.png         defective test images
-    <root>/<category>/ground_truth/<defect>/<name>_mask.png   masks (white = defect)"""
+    <root>/<category>/ground_truth/<defect>/<name>_mask.png   masks (white = defect)
+Without a ground_truth folder the category has image labels only: it trains, predicts and is
+evaluated on the image metrics; the pixel metrics are reported as unavailable."""
 
     @property
     def category(self):
@@ -59,3 +62,11 @@ Put your data in MVTec layout and pass its root as manual dir:
 
     def list_samples(self, root, category):
         return layout.scan_mvtec(root, category, self.name)
+
+    def has_masks(self, root):
+        base = os.path.join(layout.resolve_root(root, self.category, self.name), self.category)
+        if os.path.isdir(os.path.join(base, "ground_truth")):
+            return True  # then every defective image needs its mask (checked when preparing)
+        logging.warning("%s has no ground_truth folder: image labels only. Training and predict work; "
+                        "evaluation reports the image metrics, the pixel metrics as unavailable.", base)
+        return False

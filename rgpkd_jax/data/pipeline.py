@@ -52,7 +52,7 @@ from absl import flags, logging
 from PIL import Image
 
 import rgpkd_jax.data as data_lib
-from rgpkd_jax.data import preprocess
+from rgpkd_jax.data import base, preprocess
 from rgpkd_jax.data.errors import DatasetError
 
 BATCH_KEYS = ("image", "mask", "label", "index", "defect_type", "file_name")
@@ -101,8 +101,12 @@ def data_source(config, split: str):
 
 def has_masks(config) -> bool:
     """Whether the dataset has ground-truth masks; False for image-label datasets, whose masks are
-    all zero and no ground truth (`AnomalyBuilder.HAS_MASKS`)."""
-    return data_lib.builder_class(config.dataset.name).HAS_MASKS
+    all zero and no ground truth (`AnomalyBuilder.HAS_MASKS`), and for a folder category prepared
+    without a ground_truth folder (recorded in its metadata; records prepared before it was
+    recorded had masks: preparing required them)."""
+    if not data_lib.builder_class(config.dataset.name).HAS_MASKS:
+        return False
+    return bool((prepared_builder(config).info.metadata or {}).get(base.HAS_MASKS_KEY, True))
 
 
 def num_examples(config, split: str) -> int:
