@@ -10,6 +10,10 @@ VENV := .venv
 LOCK := requirements/lock.txt
 WORKDIR ?= workdirs/demo
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist; a file's tests stay in one process, in order, with its module fixtures).
+# Most of the suite's time is XLA compiling on one core, so two processes halve it on CI's 2 cores;
+# each holds a few GB, so more only where the memory is (TEST_WORKERS=0: one process).
+TEST_WORKERS ?= 2
 JAX2ONNX := jax2onnx==0.17.1
 # The lowest supported versions (requirements/lowest.txt) in a venv made anew on each run.
 LOWEST_VENV := workdirs/venv-lowest
@@ -37,7 +41,7 @@ demo: $(VENV)/.installed-demo
 	$(VENV)/bin/python -m rgpkd_jax.main --config configs/demo.py --workdir $(WORKDIR) --mode train_eval
 
 test: $(VENV)/.installed-test
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Installs the lowest versions first, then the package, as a user who already has jax and flax does:
 # the install must keep every one of them (the two freezes equal), then runs LOWEST_TESTS.

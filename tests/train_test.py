@@ -71,19 +71,30 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 RTOL_FLOAT64 = 1e-9
 
 
-def _run_on_devices(n, workdir, data_dir):
-    result = subprocess.run(
-        [sys.executable, "-c", _MULTI_DEVICE_SCRIPT, str(n), str(workdir), str(data_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "PYTHONPATH": REPO})
-    assert result.returncode == 0, result.stderr[-4000:]
-    line = [l for l in result.stdout.splitlines() if l.startswith("LOSSES=")][-1]
+def _start_on_devices(n, workdir, data_dir) -> tuple[subprocess.Popen, str]:
+    """The script on ``n`` devices, its output into a file (not a pipe: it never waits on a reader)."""
+    log = f"{workdir}.log"
+    with open(log, "w") as out:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-c", _MULTI_DEVICE_SCRIPT, str(n), str(workdir), str(data_dir)],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": REPO})
+    return process, log
+
+
+def _losses(run: tuple[subprocess.Popen, str]) -> dict:
+    process, log = run
+    returncode = process.wait(timeout=900)
+    output = open(log).read()
+    assert returncode == 0, output[-4000:]
+    line = [l for l in output.splitlines() if l.startswith("LOSSES=")][-1]
     return json.loads(line[len("LOSSES="):])
 
 
 def test_four_devices_match_one_device(tmp_path, synthetic_data_dir):
-    one = _run_on_devices(1, tmp_path / "one", synthetic_data_dir)
-    four = _run_on_devices(4, tmp_path / "four", synthetic_data_dir)
+    pipeline.prepared_builder(tiny_config("rd4ad", data_dir=synthetic_data_dir))  # the two runs only read it
+    # side by side: each spends most of its time compiling, on one core
+    runs = [_start_on_devices(n, tmp_path / name, synthetic_data_dir) for n, name in ((1, "one"), (4, "four"))]
+    one, four = (_losses(run) for run in runs)
     for method in one:
         assert len(one[method]) == 3, method
         assert abs(one[method][-1] - one[method][0]) > 1e-4 * abs(one[method][0]), "no training happened"

@@ -22,8 +22,9 @@ import pytest
 from benchmarks import ablations
 from benchmarks.leaderboard import aggregate, jobs as jobs_lib, published, stats, tables
 from rgpkd_jax import files
+from rgpkd_jax.data import pipeline
 from rgpkd_jax.models import list_methods
-from tests.helpers import REPO
+from tests.helpers import REPO, tiny_config
 
 MVTEC = jobs_lib.categories("mvtec_ad")
 METRICS = stats.METRIC_NAMES
@@ -400,12 +401,23 @@ def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
     assert "Traceback" not in bad.stderr
 
 
-def test_tiny_end_to_end(tmp_path):
-    """The real pipeline: three tiny trainings (random teacher) + complexity, then the tables."""
+def test_tiny_end_to_end(tmp_path, synthetic_data_dir):
+    """The real pipeline: a tiny training (random teacher) and a complexity job per method, shared by
+    two tasks running at once as two hosts would (the dataset prepared before them: they only read
+    it), then the tables."""
     root = tmp_path / "tiny"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
-                           "--categories=grid", "--overrides=train.epochs=1"],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    pipeline.prepared_builder(tiny_config("rd4ad", data_dir=synthetic_data_dir, category="grid"))
+    command = [sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny", "--categories=grid",
+               "--overrides=train.epochs=1", f"--data_dir={synthetic_data_dir}", "--num_tasks=2"]
+    logs = [tmp_path / f"task{i}.log" for i in (0, 1)]  # files, not pipes: neither task waits on a reader
+    tasks = []
+    for i, log in enumerate(logs):
+        with open(log, "w") as out:  # the child keeps its own descriptor
+            tasks.append(subprocess.Popen(command + [f"--task_index={i}"], cwd=REPO, stdout=out,
+                                          stderr=subprocess.STDOUT))
+    for task, log in zip(tasks, logs):
+        assert task.wait(timeout=900) == 0, log.read_text()[-6000:]
+    done = subprocess.run(command + ["--mode=aggregate"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     board = json.load(open(root / "leaderboard.json"))
     assert not board["failed"] and not board["pending"]
