@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -172,14 +171,18 @@ def _flatten(tree, prefix=()) -> dict:
     return {"/".join(map(str, prefix)): np.asarray(tree)}
 
 
-_GLOO_LINE = re.compile(r"^\d+ is connected to \d+ peer ranks\. Expected number of connected peer "
-                        r"ranks is : \d+\n?", re.MULTILINE)
+# gloo's connection report, "[Gloo] Rank R is connected to N peer ranks. Expected number of connected
+# peer ranks is : N", is written to stdout piece by piece from several threads, so two reports can
+# interleave anywhere between their pieces (seen: "3 is connected to 2 is connected to 3 peer ranks...").
+_GLOO_TEXTS = ("[Gloo] Rank ", " is connected to ", " peer ranks. Expected number of connected peer ranks is : ")
 
 
 def _printed(stdout: str) -> str:
-    """What the program printed, without the connection lines gloo writes to stdout from its
-    threads (in pieces that interleave: "[Gloo] Rank " and the rest of the line)."""
-    return _GLOO_LINE.sub("", stdout.replace("[Gloo] Rank ", ""))
+    """What the program printed, without gloo's connection reports: their fixed texts removed, the
+    numbers left between them form lines of digits only, which our programs never print."""
+    for text in _GLOO_TEXTS:
+        stdout = stdout.replace(text, "")
+    return "".join(line for line in stdout.splitlines(keepends=True) if not line.strip().isdigit())
 
 
 def _outside_checkpoints(writes: set[str]) -> set[str]:

@@ -81,7 +81,7 @@ def _start_on_devices(n, workdir, data_dir) -> tuple[subprocess.Popen, str]:
     return process, log
 
 
-def _losses(run: tuple[subprocess.Popen, str]) -> dict:
+def _device_losses(run: tuple[subprocess.Popen, str]) -> dict:
     process, log = run
     returncode = process.wait(timeout=900)
     output = open(log).read()
@@ -94,7 +94,7 @@ def test_four_devices_match_one_device(tmp_path, synthetic_data_dir):
     pipeline.prepared_builder(tiny_config("rd4ad", data_dir=synthetic_data_dir))  # the two runs only read it
     # side by side: each spends most of its time compiling, on one core
     runs = [_start_on_devices(n, tmp_path / name, synthetic_data_dir) for n, name in ((1, "one"), (4, "four"))]
-    one, four = (_losses(run) for run in runs)
+    one, four = (_device_losses(run) for run in runs)
     for method in one:
         assert len(one[method]) == 3, method
         assert abs(one[method][-1] - one[method][0]) > 1e-4 * abs(one[method][0]), "no training happened"
