@@ -8,11 +8,10 @@ gets no difference: it would compare different things.
 
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 import numpy as np
-
-import json
 
 from benchmarks.leaderboard import jobs as jobs_lib
 from benchmarks.leaderboard import published

@@ -140,9 +140,9 @@ def markdown(board: dict) -> str:
         "Protocols: published \"PRO\"/\"AUPRO\" of RD4AD, SK-RD4AD and the RGPKD repository is the RD4AD code's "
         "per-image variant, so it stands beside our *AUPRO (RD4AD per-image)*; a metric without a published "
         "number for the dataset (the official MVTec AU-PRO, AUPIMO; AP, F1-max and mAD unless a source gives "
-        "them) has no pub. and Δ columns. Each table states the protocol its jobs recorded; – marks a metric a job could not compute (its "
-        "`eval_metrics.json` says why under `metrics_unavailable`). Evaluation at the configs' image size (256 px as published); "
-        "last epoch, no selection on test data.", ""]
+        "them) has no pub. and Δ columns. Each table states the protocol its jobs recorded; – marks a metric "
+        "a job could not compute (its `eval_metrics.json` says why under `metrics_unavailable`). Evaluation "
+        "at the configs' image size (256 px as published); last epoch, no selection on test data.", ""]
     if any(r["random_teacher"] for r in rows):
         lines += [f"> ⚠ Rows marked **{RANDOM_TEACHER_MARK}** used a randomly initialised teacher (a smoke "
                   "run): such numbers are at chance level for real data and must never be reported.", ""]
