@@ -39,7 +39,8 @@ def build(method: str, arg: str | None, *, defaults: Layer | None = None, tiny: 
 
 
 def parse_arg(arg: str) -> tuple[str, str, set[str]]:
-    """Splits `"dataset/category,opt1,opt2"` into its parts."""
+    """Splits `"dataset/category,opt1,opt2"` into its parts (category: one, `all` or `a+b`: the
+    unified setting, `rgpkd_jax.data.unified`)."""
     parts = arg.split(",")
     head, options = parts[0], {p.strip() for p in parts[1:] if p.strip()}
     if "/" not in head:
@@ -60,7 +61,9 @@ def base_config(method: str) -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.dataset = ml_collections.ConfigDict(dict(
-        name="", category="",  # the dataset layer's
+        name="", category="",  # the dataset layer's; category: one, 'all' or 'a+b' (unified setting)
+        # natural | balanced: how a unified run samples its categories (rgpkd_jax/data/unified.py)
+        sampling="natural",
         data_dir="",      # TFDS data dir; "" = $RGPKD_JAX_DATA or ~/tensorflow_datasets
         manual_dir="",    # where the downloaded archive/folder lies, for datasets that need it
         image_size=256,

@@ -4,6 +4,11 @@ Each method computes its own anomaly map (`models.Method.anomaly_map`: by defaul
 over levels of 1 - cos, bilinear align_corners=True upsampling, Gaussian sigma 4), in the same jit
 as the forward pass; the image score (max by default) is the evaluator's.
 
+A unified model (trained on several categories, `rgpkd_jax.data.unified`) is evaluated on each
+category's test split alone, exactly as a per-category model would be, into
+``categories/<category>/``; the run's own ``eval_metrics.json`` holds every category's metrics and
+their means (docs/unified.md).
+
 With many processes, every process reads the whole split, its devices compute their rows of each
 batch, and the maps come back replicated: every process computes the metrics and the threshold on
 the same arrays, and only process 0 writes the files.
@@ -22,14 +27,23 @@ from flax import nnx
 
 from rgpkd_jax import anomaly_maps, checkpointing, files, model_setup, sharding, visualize, workdir_lock
 from rgpkd_jax import teacher as teacher_lib
-from rgpkd_jax.data import pipeline
+from rgpkd_jax.data import pipeline, unified
 from rgpkd_jax.deploy.images import size_hw, to_uint8
 from rgpkd_jax.metrics import aupimo, summary
 from rgpkd_jax.models import NOT_TRAINED
 
 METRICS_FILE = "eval_metrics.json"
 THRESHOLD_FILE = "threshold.json"
+CATEGORIES_DIR = "categories"  # a unified run's per-category results: categories/<category>/
+PER_CATEGORY, UNIFIED = "per_category", "unified"  # the settings eval_metrics.json records
 OUTPUT_FILES = [METRICS_FILE, visualize.SHEET_FILE, visualize.CURVES_FILE]  # what an evaluation writes
+
+
+def output_files(result: dict) -> list[str]:
+    """The files (or glob patterns) an evaluation with ``result`` wrote into its workdir."""
+    if result.get("setting") != UNIFIED:
+        return OUTPUT_FILES
+    return [METRICS_FILE] + [os.path.join(CATEGORIES_DIR, "*", name) for name in OUTPUT_FILES]
 
 
 def make_map_fn(model: nnx.Module, config, out_shardings=None):
@@ -126,9 +140,64 @@ def protocol(config) -> dict:
 
 def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = None) -> dict:
     """Evaluates `model` (an nnx model or a :class:`MapRunner`) on the test split; process 0
-    writes `eval_metrics.json` and figures into workdir. Every process returns the result."""
+    writes `eval_metrics.json` and figures into workdir. Every process returns the result. A
+    unified model is evaluated per category (module docstring)."""
+    summary.check_image_score_decimals(config.eval.image_score_decimals)  # before the long passes
+    if not unified.is_unified(config):
+        return _evaluate_split(model, config, workdir, teacher_info=teacher_info, run_workdir=workdir)
+    runner = _runner(model, config)
+    names = unified.category_names(config)
+    results = {name: _evaluate_split(runner, unified.for_category(config, name),
+                                     os.path.join(workdir, CATEGORIES_DIR, name), teacher_info=teacher_info,
+                                     run_workdir=workdir, trained_on=names)
+               for name in names}
+    result = unified_result(config, results, teacher_info=teacher_info)
+    if sharding.is_primary():
+        unwritten: dict[str, str] = {}
+        with files.failure_recorded(os.path.join(workdir, METRICS_FILE), unwritten):
+            files.write_json(os.path.join(workdir, METRICS_FILE), result)
+        for name, part in results.items():  # a category's own unwritten files, named by path
+            unwritten.update(part.get("unwritten", {}))
+        _keep_unwritten(result, unwritten)
+    return result
+
+
+def unified_result(config, results: dict[str, dict], *, teacher_info: dict | None = None) -> dict:
+    """A unified run's ``eval_metrics.json``: each category's metrics (``per_category``) and, under
+    ``metrics``, their means over the categories. A metric some category lacks (no masks there)
+    has no mean: it is listed under ``metrics_unavailable`` with those categories."""
+    first = next(iter(results.values()))
+    per_category = {name: r["metrics"] for name, r in results.items()}
+    means, unavailable = {}, {}
+    for key in summary.METRIC_LABELS:
+        lacking = [name for name, metrics in per_category.items() if key not in metrics]
+        if not lacking:
+            means[key] = float(np.mean([metrics[key] for metrics in per_category.values()]))
+        elif len(lacking) < len(per_category):
+            unavailable[key] = f"no value for {len(lacking)} of {len(per_category)} categories: {lacking}"
+        else:
+            unavailable[key] = first.get("metrics_unavailable", {}).get(key, "no value for any category")
+    result = {
+        "setting": UNIFIED, "dataset": config.dataset.name, "category": config.dataset.category,
+        "categories": list(results), "method": config.method,
+        "num_test_images": int(sum(r["num_test_images"] for r in results.values())),
+        "image_size": config.dataset.image_size, "teacher": teacher_info or {},
+        "image_score_decimals": config.eval.image_score_decimals, "protocol": first["protocol"],
+        "metrics": means, "per_category": per_category,
+        "num_test_images_per_category": {name: r["num_test_images"] for name, r in results.items()},
+    }
+    if unavailable:
+        result["metrics_unavailable"] = unavailable
+    if first.get("warning"):
+        result["warning"] = first["warning"]
+    return result
+
+
+def _evaluate_split(model, config, out_dir: str, *, teacher_info: dict | None, run_workdir: str,
+                    trained_on: list[str] | None = None) -> dict:
+    """Metrics and figures of ``config``'s (one category's) test split, written into ``out_dir``;
+    ``run_workdir`` holds the run's threshold, ``trained_on`` a unified model's categories."""
     ec = config.eval
-    summary.check_image_score_decimals(ec.image_score_decimals)  # before the long pass over the split
     predictions = collect_test_predictions(model, config)
     predictions["score"] = summary.round_image_scores(predictions["score"], ec.image_score_decimals)
     metrics = summary.compute_metrics(
@@ -139,6 +208,7 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
     left_out = metrics.pop(summary.PER_IMAGE_AUPRO_LEFT_OUT, None)
     unavailable = metrics.pop(summary.UNAVAILABLE, None)
     result = {
+        "setting": UNIFIED if trained_on else PER_CATEGORY,
         "dataset": config.dataset.name, "category": config.dataset.category,
         "method": config.method, "num_test_images": int(len(predictions["label"])),
         "image_size": config.dataset.image_size, "teacher": teacher_info or {},
@@ -146,6 +216,8 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
         "protocol": protocol(config),
         "metrics": metrics,
     }
+    if trained_on:
+        result["trained_on"] = list(trained_on)
     if unavailable:  # metric -> why it has no value (no masks; AUPIMO on too few normal pixels)
         result["metrics_unavailable"] = unavailable
     if left_out is not None:  # reason -> file names of the images the per-image AUPRO leaves out
@@ -154,21 +226,24 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
         result["warning"] = teacher_info.get("warning")
     if sharding.is_primary():
         unwritten: dict[str, str] = {}
-        with files.failure_recorded(os.path.join(workdir, METRICS_FILE), unwritten):
-            files.write_json(os.path.join(workdir, METRICS_FILE), result)
+        with files.failure_recorded(os.path.join(out_dir, METRICS_FILE), unwritten):
+            os.makedirs(out_dir, exist_ok=True)
+            files.write_json(os.path.join(out_dir, METRICS_FILE), result)
         if ec.num_visualise > 0:
-            threshold = _figure_threshold(workdir, model.model if isinstance(model, MapRunner) else model)
+            threshold = _figure_threshold(run_workdir, model.model if isinstance(model, MapRunner) else model,
+                                          category=config.dataset.category if trained_on else None)
             shown = visualize.pick_examples(predictions["label"], predictions["score"], ec.num_visualise)
-            with files.failure_recorded(f"the figures in {workdir}", unwritten):
-                visualize.write_figures(predictions, metrics, config, workdir, threshold=threshold,
+            with files.failure_recorded(f"the figures in {out_dir}", unwritten):
+                visualize.write_figures(predictions, metrics, config, out_dir, threshold=threshold,
                                         random_teacher=(teacher_info or {}).get("weights") == "random",
                                         sizes=pipeline.image_sizes(config, "test", shown))
         _keep_unwritten(result, unwritten)
     return result
 
 
-def _figure_threshold(workdir: str, model) -> float | None:
-    """The threshold the figures draw: the workdir's, if it was computed from ``model``."""
+def _figure_threshold(workdir: str, model, *, category: str | None = None) -> float | None:
+    """The threshold the figures draw: the workdir's, if it was computed from ``model`` (a unified
+    run's figures of ``category``: that category's)."""
     if not os.path.exists(os.path.join(workdir, THRESHOLD_FILE)):
         return None
     threshold = read_threshold(workdir)
@@ -176,7 +251,7 @@ def _figure_threshold(workdir: str, model) -> float | None:
         logging.warning("%s was computed from other weights: the figures show no threshold (recompute "
                         "it with --mode threshold)", os.path.join(workdir, THRESHOLD_FILE))
         return None
-    return threshold["threshold"]
+    return choose_threshold(threshold, category)[0]
 
 
 def _keep_unwritten(result: dict, unwritten: dict[str, str]) -> None:
@@ -193,11 +268,22 @@ def _keep_unwritten(result: dict, unwritten: dict[str, str]) -> None:
 
 def format_summary(result: dict) -> str:
     """The metrics of :func:`evaluate_model`'s result as the lines the command line prints; the
-    header names the protocol (docs/protocol.md)."""
+    header names the protocol (docs/protocol.md). A unified run's: a line per category, then the means."""
     m, p = result["metrics"], result["protocol"]
     # The random-teacher warning speaks of "the scores below": it goes above them.
     lines = ["WARNING: " + result["warning"]] if result.get("warning") else []
-    lines.append(f"{result['method']} on {result['dataset']}/{result['category']} "
+    unified_run = result.get("setting") == UNIFIED
+    if unified_run:
+        shown = [key for key in _CATEGORY_COLUMNS if key in m]
+        lines.append(f"{result['method']} trained on {len(result['categories'])} categories of "
+                     f"{result['dataset']} at once (unified), each category's test split alone:")
+        width = max(len(name) for name in result["categories"])
+        lines.append(f"  {'':<{width}}  " + "  ".join(f"{summary.METRIC_LABELS[k]:>12}" for k in shown))
+        for name, metrics in result["per_category"].items():
+            lines.append(f"  {name:<{width}}  " + "  ".join(f"{metrics[k]:>12.4f}" for k in shown))
+    scope = (f"mean over the {len(result['categories'])} categories"
+             if unified_run else f"{result['dataset']}/{result['category']}")
+    lines.append(f"{result['method']} on {scope} "
                  f"({result['num_test_images']} test images; {p['resolution'][0]}x{p['resolution'][1]}, "
                  f"masks > {p['mask_threshold']:g}, sigma {p['gaussian_sigma']:g}, "
                  f"AU-PRO to FPR {p['aupro_fpr_limit']:g}):")
@@ -211,6 +297,10 @@ def format_summary(result: dict) -> str:
         lines.append(f"  ({m['aupro_rd4ad_per_image/num_skipped']} defective images left out of the "
                      "per-image AUPRO: aupro_rd4ad_per_image_left_out in eval_metrics.json)")
     return "\n".join(lines)
+
+
+# The per-category columns a unified run prints (every metric is in each category's own file).
+_CATEGORY_COLUMNS = ("image_auroc", "pixel_auroc", "aupro")
 
 
 def trained_digest(model) -> str:
@@ -231,24 +321,51 @@ def compute_threshold(model, config, workdir: str) -> dict:
     quantile (`eval.threshold_quantile`, default 0.99) is a starting point to tune, not a guarantee.
     `model` is an nnx model or a :class:`MapRunner`, the model of the workdir's newest checkpoint
     (training and imports save it just before); ``threshold.json`` records that checkpoint's step
-    and weights (:func:`trained_digest`), and predict and export refuse it for another. Process 0
-    writes the file.
+    and weights (:func:`trained_digest`), and predict and export refuse it for another. A unified
+    model gets one threshold per category (``per_category``, from that category's training images)
+    and the global one over all of them (``threshold``). Process 0 writes the file.
     """
     runner = _runner(model, config)
-    scores = [runner(b["image"])[1] for b in pipeline.test_batches(config, batch_size=runner.batch_size, split="train")]
-    scores = np.concatenate(scores)
     q = config.eval.threshold_quantile
-    info = {"threshold": float(np.quantile(scores, q)), "quantile": q,
+    names = unified.category_names(config) if unified.is_unified(config) else [config.dataset.category]
+    scores = {name: _training_scores(runner, unified.for_category(config, name)) for name in names}
+    every = np.concatenate(list(scores.values()))
+    info = {"threshold": float(np.quantile(every, q)), "quantile": q,
             "source": "image scores of the training split (normal images only)",
-            "num_images": int(len(scores)), "score": config.eval.score,
+            "num_images": int(len(every)), "score": config.eval.score,
             "image_size": config.dataset.image_size,
             "checkpoint": {"step": checkpointing.newest_step(workdir), "digest": trained_digest(runner.model)}}
+    if len(names) > 1:
+        info["per_category"] = {name: {"threshold": float(np.quantile(s, q)), "num_images": int(len(s))}
+                                for name, s in scores.items()}
     if sharding.is_primary():
         unwritten: dict[str, str] = {}
         with files.failure_recorded(os.path.join(workdir, THRESHOLD_FILE), unwritten):
             files.write_json(os.path.join(workdir, THRESHOLD_FILE), info)
         _keep_unwritten(info, unwritten)
     return info
+
+
+def _training_scores(runner: MapRunner, config) -> np.ndarray:
+    batches = pipeline.test_batches(config, batch_size=runner.batch_size, split="train")
+    return np.concatenate([runner(b["image"])[1] for b in batches])
+
+
+def choose_threshold(threshold: dict, category: str | None = None) -> tuple[float, str]:
+    """(value, what it is) of ``read_threshold``'s ``threshold`` for images of ``category``: a
+    unified model's per-category threshold, or with ``category`` None the global one."""
+    per_category = threshold.get("per_category")
+    if category is None:
+        if per_category:
+            return threshold["threshold"], (f"global threshold over the {len(per_category)} categories' "
+                                            "training images (choose a category's with --threshold_category)")
+        return threshold["threshold"], "threshold of the training images"
+    if not per_category:
+        raise ValueError(f"--threshold_category={category}: this model was trained on one category and has "
+                         "one threshold; leave --threshold_category out")
+    if category not in per_category:
+        raise ValueError(f"--threshold_category={category}: the model has thresholds for {sorted(per_category)}")
+    return per_category[category]["threshold"], f"threshold of category {category}"
 
 
 def read_threshold(workdir: str) -> dict:
@@ -291,8 +408,10 @@ def threshold_checkpoint(config, workdir: str) -> dict:
 
 def format_threshold(info: dict) -> str:
     """:func:`compute_threshold`'s result as the line the command line prints."""
-    return (f"threshold {info['threshold']:.6g}: the {info['quantile']} quantile of {info['num_images']} "
+    line = (f"threshold {info['threshold']:.6g}: the {info['quantile']} quantile of {info['num_images']} "
             f"training images' scores, checkpoint of step {info['checkpoint']['step']}")
+    return "\n".join([line] + [f"  {name}: {part['threshold']:.6g} ({part['num_images']} images)"
+                               for name, part in info.get("per_category", {}).items()])
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:

@@ -31,6 +31,9 @@ _CONFIG = config_files.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and images.")
 _MODE = flags.DEFINE_enum("mode", "train_eval", MODES, "What to run.")
 _INPUT = flags.DEFINE_string("input", None, "predict: an image file or a folder of images.")
+_THRESHOLD_CATEGORY = flags.DEFINE_string(
+    "threshold_category", None, "predict with a unified model: decide with this category's threshold "
+    "instead of the global one.")
 # Outside a cluster jax detects (SLURM, Cloud TPU, Open MPI, Kubernetes), --config.distributed
 # needs these three (docs/multihost.md).
 _COORDINATOR = flags.DEFINE_string(
@@ -85,15 +88,15 @@ def _run_mode(config, workdir: str, mode: str) -> tuple[dict, list[str], str, li
             lines.append(evaluate.format_summary(result))
         outputs = [os.path.join("checkpoints", ""), "run_info.json", "metrics.jsonl", evaluate.THRESHOLD_FILE]
         if mode == "train_eval":
-            outputs += evaluate.OUTPUT_FILES
+            outputs += evaluate.output_files(result)
     elif mode == "eval":
         result = evaluate.evaluate_checkpoint(config, workdir)
-        lines, outputs = [evaluate.format_summary(result)], evaluate.OUTPUT_FILES
+        lines, outputs = [evaluate.format_summary(result)], evaluate.output_files(result)
     elif mode == "threshold":
         result = evaluate.threshold_checkpoint(config, workdir)
         lines, outputs = [evaluate.format_threshold(result)], [evaluate.THRESHOLD_FILE]
     else:
-        result = predict.predict_path(config, workdir, _INPUT.value)
+        result = predict.predict_path(config, workdir, _INPUT.value, threshold_category=_THRESHOLD_CATEGORY.value)
         lines = [predict.format_summary(result)]
         workdir, outputs = result["output_dir"], predict.OUTPUT_FILES + [predict.HEATMAP_PATTERN]
     return result, lines, workdir, outputs

@@ -5,7 +5,9 @@
 
 The good/defective decision uses the threshold that training wrote to `W/threshold.json` (a
 quantile of the training images' scores: normal images only), which must have been computed from
-the checkpoint predict loads (`--mode threshold` recomputes it). Each run writes into a new folder
+the checkpoint predict loads (`--mode threshold` recomputes it). A unified model (trained on several
+categories) has a threshold per category and a global one: predict uses the global one unless
+`--threshold_category` names a category, and says which it used. Each run writes into a new folder
 `W/predictions/<UTC time>/`, so a rerun never overwrites an earlier one's results. An unreadable
 file is reported by name and skipped; the others' results are still written. Reading the images
 and writing the results is `rgpkd_jax.deploy.scoring`, which the deployed (ONNX) predictor shares.
@@ -17,7 +19,6 @@ import os
 
 from rgpkd_jax import evaluate, files, model_setup, sharding
 from rgpkd_jax.deploy import images, scoring
-from rgpkd_jax.deploy.scoring import format_summary  # noqa: F401 - what main.py prints
 
 
 PREDICTIONS_DIR = "predictions"
@@ -25,10 +26,13 @@ OUTPUT_FILES = [scoring.PREDICTIONS_JSON, scoring.PREDICTIONS_CSV]
 HEATMAP_PATTERN = "*" + scoring.HEATMAP_SUFFIX  # one per scored image, beside them
 
 
-def predict_path(config, workdir: str, input_path: str, *, output_dir: str | None = None) -> dict:
+def predict_path(config, workdir: str, input_path: str, *, output_dir: str | None = None,
+                 threshold_category: str | None = None) -> dict:
     """Scores ``input_path``; results go to ``output_dir``, by default a new folder
-    ``<workdir>/predictions/<UTC time>`` per run, checked writable before the model is loaded."""
+    ``<workdir>/predictions/<UTC time>`` per run, checked writable before the model is loaded.
+    ``threshold_category``: a unified model's category whose threshold decides (None: the global one)."""
     threshold = evaluate.read_threshold(workdir)
+    value, source = evaluate.choose_threshold(threshold, threshold_category)
     primary = sharding.is_primary()
     if primary:
         files.ensure_writable_dir(output_dir or os.path.join(workdir, PREDICTIONS_DIR))
@@ -39,4 +43,9 @@ def predict_path(config, workdir: str, input_path: str, *, output_dir: str | Non
         output_dir = files.new_run_dir(os.path.join(workdir, PREDICTIONS_DIR))
     # Every process scores the images (the maps are gathered to all of them); process 0 writes.
     return scoring.predict_files(input_path, config.dataset.image_size, evaluate.MapRunner(model, config),
-                                 threshold["threshold"], output_dir or "", write=primary)
+                                 value, output_dir or "", write=primary, threshold_source=source)
+
+
+def format_summary(result: dict) -> str:
+    """What the command line prints: the threshold used and why, then the scoring summary."""
+    return f"decided with {result['threshold_source']}: {result['threshold']:.6g}\n" + scoring.format_summary(result)

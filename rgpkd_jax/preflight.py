@@ -13,6 +13,7 @@ import ml_collections
 import rgpkd_jax.data as data_lib
 from rgpkd_jax import teacher, teacher_cache
 from rgpkd_jax.config_files import ConfigError
+from rgpkd_jax.data import unified
 from rgpkd_jax.models import list_methods
 from rgpkd_jax.models.remat import REMAT_MODES
 
@@ -59,6 +60,8 @@ def check_config_values(config: ml_collections.ConfigDict) -> None:
             problems.append(f"{key}={_get(config, key)!r} must be >= 0")
     if config.model.remat not in REMAT_MODES:
         problems.append(f"model.remat={config.model.remat!r} is not one of {REMAT_MODES}")
+    if config.dataset.sampling not in unified.SAMPLINGS:
+        problems.append(f"dataset.sampling={config.dataset.sampling!r} is not one of {list(unified.SAMPLINGS)}")
     if not config.eval.sigma >= 0:
         problems.append(f"eval.sigma={config.eval.sigma!r} must be >= 0 (0: no smoothing)")
     if problems:

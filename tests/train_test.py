@@ -59,6 +59,10 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
         config.train.schedule, config.train.max_steps_this_run = "constant", 3
         train.train_and_evaluate(config, workdir, evaluate_after=False)
         out[method] = [r["loss"] for r in metric_writer.read_metrics(workdir)]
+        if method == "rd4ad":  # and a unified run: one model on two categories, balanced
+            config.dataset.category, config.dataset.sampling = "grid+disc", "balanced"
+            train.train_and_evaluate(config, workdir + "-unified", evaluate_after=False)
+            out["rd4ad unified"] = [r["loss"] for r in metric_writer.read_metrics(workdir + "-unified")]
     print("LOSSES=" + json.dumps(out))
 """)
 
@@ -123,9 +127,11 @@ class _KilledIterator:
         self.inner.set_state(state)
 
 
-def test_kill_and_resume_matches_uninterrupted_run(tmp_path, synthetic_data_dir):
+@pytest.mark.parametrize("category, sampling", [("grid", "natural"), ("grid+disc", "balanced")])
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path, synthetic_data_dir, category, sampling):
     config = tiny_config("rd4ad", data_dir=synthetic_data_dir, epochs=2, checkpoint_every_steps=3,
-                         log_every_steps=1)
+                         log_every_steps=1, category=category)
+    config.dataset.sampling = sampling
     train.train_and_evaluate(config, str(tmp_path / "straight"), evaluate_after=False)
     with open(tmp_path / "straight" / "run_info.json") as f:
         assert json.load(f)["conv_impl"] == "cpu"  # `auto`, resolved on this CPU-only machine

@@ -12,6 +12,8 @@ a dict of numpy arrays, B = batch size, S = `config.dataset.image_size`:
 | index        | (B,) int32            | position of the example in its split                      |
 | defect_type  | (B,) numpy unicode    | `good` or the defect folder name                          |
 | file_name    | (B,) numpy unicode    | path relative to the dataset root                         |
+| category     | (B,) numpy unicode    | the example's category (`dataset.category`, or one of a   |
+|              |                       | unified run's categories: `rgpkd_jax.data.unified`)       |
 
 Training and test batches carry the same keys.
 
@@ -33,6 +35,9 @@ decodes the split once, in record order, and serves every epoch from those array
 decode (`data.num_workers=0`). The batches are the same arrays either way, and so is the iterator's
 state: a checkpoint resumes with or without the cache.
 
+Unified runs (`dataset.category` = `all` or `a+b`): the split is the union of the categories'
+splits (`unified.UnionSource`, `index` counts in the union), sampled per `dataset.sampling`.
+
 Test (`test_batches`): finite, in record order (sorted by file name), the last batch may be short.
 
 Preparation: the first use prepares the dataset if it is not prepared yet (always possible for
@@ -52,10 +57,11 @@ from absl import flags, logging
 from PIL import Image
 
 import rgpkd_jax.data as data_lib
-from rgpkd_jax.data import base, preprocess
+from rgpkd_jax.data import base, preprocess, unified
 from rgpkd_jax.data.errors import DatasetError
 
-BATCH_KEYS = ("image", "mask", "label", "index", "defect_type", "file_name")
+BATCH_KEYS = ("image", "mask", "label", "index", "defect_type", "file_name", "category")
+_TEXT_KEYS = ("defect_type", "file_name", "category")
 
 
 def _dataset_config(config):
@@ -86,11 +92,15 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
 
 
 def data_source(config, split: str):
-    """Random-access source of undecoded records (`image`/`mask` stay encoded bytes).
+    """Random-access source of undecoded records (`image`/`mask` stay encoded bytes); for a
+    unified config the union of its categories' (`unified.UnionSource`).
 
     `builder.as_data_source` is what `tfds.data_source(name, ...)` calls after constructing the
     builder; we call it directly because `folder` builders carry a config made at run time.
     """
+    if unified.is_unified(config):
+        names = unified.category_names(config)
+        return unified.UnionSource([data_source(unified.for_category(config, c), split) for c in names], names)
     builder = prepared_builder(config)
     if split not in builder.info.splits:
         raise DatasetError(f"{builder.name}/{builder.category} has no split {split!r}; it has "
@@ -103,9 +113,11 @@ def has_masks(config) -> bool:
     """Whether the dataset has ground-truth masks; False for image-label datasets, whose masks are
     all zero and no ground truth (`AnomalyBuilder.HAS_MASKS`), and for a folder category prepared
     without a ground_truth folder (recorded in its metadata; records prepared before it was
-    recorded had masks: preparing required them)."""
+    recorded had masks: preparing required them). A unified config has masks when each category has."""
     if not data_lib.builder_class(config.dataset.name).HAS_MASKS:
         return False
+    if unified.is_unified(config):
+        return all(has_masks(unified.for_category(config, c)) for c in unified.category_names(config))
     return bool((prepared_builder(config).info.metadata or {}).get(base.HAS_MASKS_KEY, True))
 
 
@@ -137,6 +149,7 @@ class LoadExample:
         self.source = source
         self.image_size = config.dataset.image_size
         self.mask_threshold = mask_threshold(config)
+        self.category = config.dataset.category  # a union's records name their own
 
     def __call__(self, index: int) -> dict:
         record = self.source[int(index)]
@@ -147,6 +160,7 @@ class LoadExample:
             "index": np.int32(index),
             "defect_type": _text(record["defect_type"]),
             "file_name": _text(record["file_name"]),
+            "category": record.get("category", self.category),
         }
 
 
@@ -181,7 +195,7 @@ def _decoded_split(config, source) -> Optional[dict]:
 
 
 def _stack(examples: list[dict]) -> dict:
-    return {key: np.stack([e[key] for e in examples]) if key not in ("defect_type", "file_name")
+    return {key: np.stack([e[key] for e in examples]) if key not in _TEXT_KEYS
             else np.array([e[key] for e in examples], dtype=np.str_) for key in BATCH_KEYS}
 
 
@@ -235,7 +249,10 @@ def train_iterator(config, *, seed: Optional[int] = None, shard_index: Optional[
     if too_few:
         raise DatasetError(f"The training split has {total} images, fewer than train.batch_size="
                            f"{global_batch} (over {shard_count} processes): lower train.batch_size.")
-    dataset = grain.MapDataset.range(total).shuffle(seed)
+    if unified.sampling(config) == "balanced" and isinstance(source, unified.UnionSource):
+        dataset = unified.BalancedOrder(source.sizes, seed)
+    else:
+        dataset = grain.MapDataset.range(total).shuffle(seed)
     dataset = dataset[: per_shard * shard_count][shard_index::shard_count]
     decoded = _decoded_split(config, source)
     dataset = dataset.map(CachedExample(decoded) if decoded is not None

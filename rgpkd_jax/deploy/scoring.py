@@ -24,7 +24,8 @@ HEATMAP_SUFFIX = "_heatmap.png"
 
 
 def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores: MapFunction,
-                  threshold: float, output_dir: str, *, write: bool = True) -> dict:
+                  threshold: float, output_dir: str, *, write: bool = True,
+                  threshold_source: str = "the model's threshold") -> dict:
     """Scores the images at ``input_path`` (a file or a folder, searched recursively).
 
     Writes ``predictions.json``, ``predictions.csv`` and one ``<name>_heatmap.png`` per image into
@@ -32,7 +33,8 @@ def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores:
     ``skipped``; an image is ``defective`` when its score is above ``threshold``. Each heat map
     is at its image's original size, coloured on its own scale (``heatmap_min`` to
     ``heatmap_max``: the map's range widened to include the threshold), with a colour bar that
-    marks the threshold. Returns what ``predictions.json`` holds.
+    marks the threshold; ``threshold_source`` says which threshold it is (recorded with it). Returns
+    what ``predictions.json`` holds.
     ``write=False`` computes the same result and writes nothing (the other processes of a
     multi-process run: process 0 writes).
     """
@@ -52,7 +54,7 @@ def predict_files(input_path: str, image_size: images_lib.Size, maps_and_scores:
             rows.append({"file": path, "score": float(scores[i]),
                          "defective": bool(scores[i] > threshold), "heatmap": heatmap_path,
                          "heatmap_min": vmin, "heatmap_max": vmax})
-    result = {"threshold": threshold, "predictions": rows, "errors": errors, "skipped": skipped,
+    result = {"threshold": threshold, "threshold_source": threshold_source, "predictions": rows, "errors": errors, "skipped": skipped,
               "output_dir": output_dir}
     if write:
         _write_outputs(result, output_dir)
