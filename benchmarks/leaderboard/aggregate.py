@@ -83,7 +83,8 @@ def aggregate(root: str, output_dir: str | None = None, *, pending: Sequence[str
         "failed": build_failed(found["failed"]),
         "pending": list(pending),
         "references": [{"key": r.key, "title": r.title, "method": r.method, "dataset": r.dataset,
-                        "primary": r.primary, "source": r.source, "caveat": r.caveat} for r in published.references()],
+                        "primary": r.primary, "setting": r.setting, "source": r.source, "caveat": r.caveat}
+                       for r in published.references()],
     }
     os.makedirs(output_dir, exist_ok=True)
     board["plots"] = plots_lib.write_plots(rows, summaries, output_dir) if plots else []

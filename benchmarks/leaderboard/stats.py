@@ -58,10 +58,11 @@ def _scopes(dataset: str, all_categories: Sequence[str]) -> list[tuple[str, tupl
 
 
 def _published_value(method: str, variant: str, dataset: str, scope: str, metric: str):
-    """(percent, reference key) of the primary published number, or (None, None)."""
+    """(percent, reference key) of the primary per-category published number (our runs train a model
+    per category, so a unified-setting number never stands beside them), or (None, None)."""
     if variant:  # ablations have no published counterpart
         return None, None
-    for ref in published.references(method=method, dataset=dataset, primary=True):
+    for ref in published.references(method=method, dataset=dataset, primary=True, setting="per_category"):
         value = ref.values.get(metric, {}).get(scope)
         if value is not None:
             return value, ref.key
@@ -147,11 +148,11 @@ def build_summaries(rows: list[dict]) -> list[dict]:
 
 
 def build_secondary(rows: list[dict], summaries: list[dict]) -> list[dict]:
-    """Our default-variant numbers beside every non-primary published reference."""
+    """Our default-variant numbers beside every non-primary per-category published reference."""
     ours = {(r["dataset"], r["category"], r["method_label"]): r for r in rows}
     ours.update({(s["dataset"], s["scope"], s["method_label"]): s for s in summaries})
     comparisons = []
-    for ref in published.references(primary=False):
+    for ref in published.references(primary=False, setting="per_category"):
         for metric, values in ref.values.items():
             for scope, value in values.items():
                 mine = ours.get((ref.dataset, scope, ref.method), {}).get("metrics", {}).get(metric)

@@ -120,7 +120,9 @@ def test_published_numbers_sit_beside_the_matching_protocol(fake_board):
     bottle = rows[("mvtec_ad", "bottle", "rd4ad")]["metrics"]
     paper = next(r for r in published.references() if r.key == "rd4ad_paper")
     assert bottle["aupro_rd4ad_per_image"]["published_percent"] == paper.values["aupro_rd4ad_per_image"]["bottle"]
-    assert bottle["aupro"]["published_percent"] is None  # nobody publishes the official AU-PRO
+    # Only ADer publishes the official AU-PRO and image AP, in the unified setting: never beside our
+    # per-category runs, neither as their published column nor as a secondary comparison.
+    assert bottle["aupro"]["published_percent"] is None and bottle["image_ap"]["published_percent"] is None
     mean, _ = _expected_cell({s: m["pixel_auroc"] for s, m in written[("mvtec_ad", "bottle", "rd4ad")].items()})
     assert bottle["pixel_auroc"]["diff_points"] == pytest.approx(100 * mean - 98.7)
     # Ablations have no published counterpart; SK-RD4AD publishes no image AUROC.
@@ -129,6 +131,7 @@ def test_published_numbers_sit_beside_the_matching_protocol(fake_board):
     secondary = {(c["reference"], c["scope"], c["metric"]) for c in board["secondary"]}
     assert ("anomalib_rd", "bottle", "pixel_auroc") in secondary
     assert ("rgpkd_repo_result_test", "transistor", "aupro_rd4ad_per_image") in secondary
+    assert not {c["reference"] for c in board["secondary"]} & {r.key for r in published.references(setting="unified")}
 
 
 def test_csv_numbers_are_the_json_numbers(fake_board):
@@ -226,13 +229,41 @@ def test_published_data_is_internally_consistent():
     scopes = {"mean", *(f"mean/{g}" for g in groups)}
     for ref in published.references():
         assert ref.method in list_methods() and ref.source and ref.caveat
-        assert set(ref.values) <= set(METRICS) - {"aupro"}  # published PRO is always the per-image variant
+        assert set(ref.values) <= set(METRICS)
         for values in ref.values.values():
             assert set(values) - scopes <= set(jobs_lib.categories(ref.dataset)), ref.key
-    primaries = [(r.method, r.dataset) for r in published.references(primary=True)]
+    for ref in published.references(setting="per_category"):  # their PRO is always the per-image variant
+        assert "aupro" not in ref.values, ref.key
+    primaries = [(r.method, r.dataset, r.setting) for r in published.references(primary=True)]
     assert len(primaries) == len(set(primaries))
     keys = [r.key for r in published.references()]
     assert len(keys) == len(set(keys))
+
+
+def test_aders_unified_tables_cover_their_dataset_and_add_up_to_their_printed_means():
+    """ADer's per-category values (3 decimals, from its logs) average to its README's means (1 decimal)
+    within 0.0005 + 0.05; its mAD is the mean of the README's seven means within mAD's own rounding,
+    0.05: ADer averages the printed means (averaging the logs' 3-decimal means instead, two of the
+    eight mADs would round the other way)."""
+    unified = published.references(setting="unified")
+    assert sorted((r.method, r.dataset, r.primary) for r in unified) == sorted(
+        (m, d, primary) for m in ("rd4ad", "rd_pp") for d in ("mvtec_ad", "visa") for primary in (True, False))
+    assert all(r.primary == r.key.endswith("_300e") for r in unified)  # 300 epochs primary, 100 beside it
+    for ref in unified:
+        categories = jobs_lib.categories(ref.dataset)
+        assert set(ref.values) == set(published.ADER_COLUMNS) | {"mad"}, ref.key
+        for metric in published.ADER_COLUMNS:
+            values = ref.values[metric]
+            assert set(values) == {*categories, "mean"}, (ref.key, metric)
+            assert np.mean([values[c] for c in categories]) == pytest.approx(values["mean"], abs=0.0505 + 1e-9)
+        assert set(ref.values["mad"]) == {"mean"}
+        seven = np.mean([ref.values[metric]["mean"] for metric in published.ADER_COLUMNS])
+        assert ref.values["mad"]["mean"] == pytest.approx(seven, abs=0.05 + 1e-9), ref.key
+
+
+def test_a_reference_of_an_unknown_setting_is_a_clear_error():
+    with pytest.raises(ValueError, match="setting 'multi_class' is none of"):
+        published.Reference("k", "t", "rd4ad", "mvtec_ad", True, "s", "c", {}, setting="multi_class")
 
 
 def test_published_numbers_are_one_file_per_method_found_by_listing_the_package():
