@@ -34,16 +34,14 @@ from rgpkd_jax.models import NOT_TRAINED
 
 METRICS_FILE = "eval_metrics.json"
 THRESHOLD_FILE = "threshold.json"
-CATEGORIES_DIR = "categories"  # a unified run's per-category results: categories/<category>/
-PER_CATEGORY, UNIFIED = "per_category", "unified"  # the settings eval_metrics.json records
 OUTPUT_FILES = [METRICS_FILE, visualize.SHEET_FILE, visualize.CURVES_FILE]  # what an evaluation writes
 
 
 def output_files(result: dict) -> list[str]:
     """The files (or glob patterns) an evaluation with ``result`` wrote into its workdir."""
-    if result.get("setting") != UNIFIED:
+    if result.get("setting") != unified.UNIFIED:
         return OUTPUT_FILES
-    return [METRICS_FILE] + [os.path.join(CATEGORIES_DIR, "*", name) for name in OUTPUT_FILES]
+    return [METRICS_FILE] + [os.path.join(unified.CATEGORIES_DIR, "*", name) for name in OUTPUT_FILES]
 
 
 def make_map_fn(model: nnx.Module, config, out_shardings=None):
@@ -148,7 +146,7 @@ def evaluate_model(model, config, workdir: str, *, teacher_info: dict | None = N
     runner = _runner(model, config)
     names = unified.category_names(config)
     results = {name: _evaluate_split(runner, unified.for_category(config, name),
-                                     os.path.join(workdir, CATEGORIES_DIR, name), teacher_info=teacher_info,
+                                     os.path.join(workdir, unified.CATEGORIES_DIR, name), teacher_info=teacher_info,
                                      run_workdir=workdir, trained_on=names)
                for name in names}
     result = unified_result(config, results, teacher_info=teacher_info)
@@ -178,7 +176,7 @@ def unified_result(config, results: dict[str, dict], *, teacher_info: dict | Non
         else:
             unavailable[key] = first.get("metrics_unavailable", {}).get(key, "no value for any category")
     result = {
-        "setting": UNIFIED, "dataset": config.dataset.name, "category": config.dataset.category,
+        "setting": unified.UNIFIED, "dataset": config.dataset.name, "category": config.dataset.category,
         "categories": list(results), "method": config.method,
         "num_test_images": int(sum(r["num_test_images"] for r in results.values())),
         "image_size": config.dataset.image_size, "teacher": teacher_info or {},
@@ -208,7 +206,7 @@ def _evaluate_split(model, config, out_dir: str, *, teacher_info: dict | None, r
     left_out = metrics.pop(summary.PER_IMAGE_AUPRO_LEFT_OUT, None)
     unavailable = metrics.pop(summary.UNAVAILABLE, None)
     result = {
-        "setting": UNIFIED if trained_on else PER_CATEGORY,
+        "setting": unified.UNIFIED if trained_on else unified.PER_CATEGORY,
         "dataset": config.dataset.name, "category": config.dataset.category,
         "method": config.method, "num_test_images": int(len(predictions["label"])),
         "image_size": config.dataset.image_size, "teacher": teacher_info or {},
@@ -272,7 +270,7 @@ def format_summary(result: dict) -> str:
     m, p = result["metrics"], result["protocol"]
     # The random-teacher warning speaks of "the scores below": it goes above them.
     lines = ["WARNING: " + result["warning"]] if result.get("warning") else []
-    unified_run = result.get("setting") == UNIFIED
+    unified_run = result.get("setting") == unified.UNIFIED
     if unified_run:
         shown = [key for key in _CATEGORY_COLUMNS if key in m]
         lines.append(f"{result['method']} trained on {len(result['categories'])} categories of "

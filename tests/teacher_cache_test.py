@@ -19,8 +19,9 @@ from flax import nnx
 
 from rgpkd_jax import metric_writer, model_setup, sharding, teacher_cache, train
 from rgpkd_jax.data import pipeline
-from rgpkd_jax.models import TRAINABLE
-from tests.helpers import METHODS, tiny_config
+from rgpkd_jax.config_files import load_config
+from rgpkd_jax.models import TRAINABLE, build_model
+from tests.helpers import METHODS, REPO, tiny_config
 
 STEPS = 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,8 +62,9 @@ def test_cached_teacher_trains_bit_identically(tmp_path, synthetic_data_dir, met
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=f"{mode} {path}")
 
 
-def test_cache_rows_are_the_teacher_features_of_each_index(synthetic_data_dir):
-    config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
+@pytest.mark.parametrize("category", ["grid", "grid+disc"])  # one category; the unified setting's union
+def test_cache_rows_are_the_teacher_features_of_each_index(synthetic_data_dir, category):
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir, category=category)
     model, _ = model_setup.setup_model(config)
     num_train = pipeline.num_examples(config, "train")
     levels = teacher_cache.compute(model, config, num_train)
@@ -93,6 +95,21 @@ def test_auto_picks_by_the_budgets(synthetic_data_dir, device_mib, host_mib, exp
     # 20 images: 2.19 MiB, between the budgets 1 and 4.
     assert teacher_cache.resolve_mode(config, model, 20) == expected
     assert teacher_cache.resolve_mode(config, model, 20, data_source_overridden=True) == "off"
+
+
+def test_a_mvtec_sized_union_at_256_px_is_cached_where_it_fits_and_not_where_it_does_not():
+    """The unified setting on MVTec AD: 3,629 training images. A WRN50 teacher at 256 px gives
+    256x64x64 + 512x32x32 + 1024x16x16 float32 per image (7 MiB): 25,403 MiB for the union, over the
+    default budgets (trains uncached, exactly), on the device with a budget an H200 allows
+    (docs/unified.md "Memory")."""
+    config = load_config(os.path.join(REPO, "configs", "rd4ad.py:mvtec_ad/all"))
+    model = nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0)))  # shapes only: no weights, no data
+    per_image = (256 * 64 * 64 + 512 * 32 * 32 + 1024 * 16 * 16) * 4
+    assert teacher_cache.bytes_per_image(model, 256) == per_image
+    config.train.teacher_cache = "auto"
+    assert teacher_cache.resolve_mode(config, model, 3629) == "off"
+    config.train.teacher_cache_budget_mib = 3629 * per_image / 2**20 + 1
+    assert teacher_cache.resolve_mode(config, model, 3629) == "device"
 
 
 def test_resumed_cached_run_matches_an_uninterrupted_uncached_run(tmp_path, synthetic_data_dir):

@@ -49,13 +49,13 @@ def test_each_category_s_metrics_are_those_of_its_own_maps_and_the_means_are_the
             predictions["map"], predictions["mask"], predictions["label"], scores=predictions["score"],
             defect_types=predictions["defect_type"], fpr_limit=config.eval.fpr_limit,
             per_image_aupro=config.eval.rd4ad_per_image_aupro, file_names=predictions["file_name"])
-        own = _read(os.path.join(workdir, evaluate.CATEGORIES_DIR, category, evaluate.METRICS_FILE))
+        own = _read(os.path.join(workdir, unified.CATEGORIES_DIR, category, evaluate.METRICS_FILE))
         assert (own["setting"], own["category"], own["trained_on"]) == ("unified", category, list(CATEGORIES))
         assert own["num_test_images"] == pipeline.num_examples(alone, "test")
         for key, value in own["metrics"].items():
             assert value == pytest.approx(expected[key], rel=1e-12, abs=1e-12), (category, key)
         assert written["per_category"][category] == own["metrics"]
-        with Image.open(os.path.join(workdir, evaluate.CATEGORIES_DIR, category, visualize.SHEET_FILE)) as sheet:
+        with Image.open(os.path.join(workdir, unified.CATEGORIES_DIR, category, visualize.SHEET_FILE)) as sheet:
             assert sheet.size[0] > 100
     for key in ("image_auroc", "pixel_auroc", "aupro", "mad"):
         assert written["metrics"][key] == pytest.approx(

@@ -3,6 +3,7 @@
     python -m benchmarks.leaderboard --workdir workdirs/leaderboard             # MVTec AD, every method
     python -m benchmarks.leaderboard --workdir workdirs/lb --datasets=mvtec_ad,visa --seeds=0,1,2
     python -m benchmarks.leaderboard --workdir workdirs/lb --ablations --methods=rgpkd  # RGPKD ablations
+    python -m benchmarks.leaderboard --workdir workdirs/lb --settings=unified           # one model per dataset
     python -m benchmarks.leaderboard --workdir workdirs/tiny --tiny                    # CPU smoke run
     python -m benchmarks.leaderboard --workdir workdirs/lb --task_index=$I --num_tasks=$N  # one of N hosts
     python -m benchmarks.leaderboard --workdir workdirs/lb --mode=aggregate             # tables only
@@ -23,6 +24,7 @@ from absl import flags
 from benchmarks import REPO, common_flags
 from benchmarks.leaderboard import aggregate, jobs as jobs_lib
 from rgpkd_jax import cli, train
+from rgpkd_jax.data import unified
 
 MODES = ("run", "aggregate", "list")
 
@@ -60,6 +62,8 @@ def define_flags() -> None:
     common_flags.define_methods("to train and evaluate")
     flags.DEFINE_list("datasets", ["mvtec_ad"], "Datasets (TFDS builders of rgpkd_jax.data).")
     flags.DEFINE_list("categories", ["all"], "Categories of every dataset, or 'all'.")
+    flags.DEFINE_list("settings", list(unified.SETTINGS), "per_category: one model per category; unified: one "
+                      "model per dataset trained on all --categories at once, evaluated per category.")
     common_flags.define_seeds([0], "one job each")
     common_flags.define_overrides()
     flags.DEFINE_string("data_dir", "", "TFDS data dir (default: the config's; --tiny: <workdir>/tfds_data).")
@@ -86,7 +90,7 @@ def main(argv):
     all_jobs = jobs_lib.build_jobs(
         methods=f.methods, datasets=[jobs_lib.TINY_DATASET] if f.tiny else f.datasets,
         category_names=f.categories, seeds=common_flags.whole_numbers(f.seeds, "seeds"), overrides=f.overrides,
-        tiny=f.tiny, ablations=f.ablations,
+        tiny=f.tiny, ablations=f.ablations, settings=f.settings,
         ablation_bank_sizes=common_flags.whole_numbers(f.ablation_bank_sizes, "ablation_bank_sizes"),
         complexity=f.complexity or f.tiny)
     mine = jobs_lib.split(all_jobs, f.task_index, f.num_tasks)

@@ -17,11 +17,14 @@ from benchmarks.leaderboard import jobs as jobs_lib
 from benchmarks.leaderboard import plots as plots_lib
 from benchmarks.leaderboard import published, stats, tables
 from rgpkd_jax import files
+from rgpkd_jax.data import unified
 
 
 def collect(root: str) -> dict[str, list[dict]]:
     """Every job workdir under `<root>/jobs`: {'results', 'complexity', 'failed'}, each a list of
-    {'spec', 'path', 'data'}, sorted by job name."""
+    {'spec', 'path', 'data'}, sorted by job name. A unified job's results are one entry per category
+    (its `categories/<category>/eval_metrics.json`, the spec's category set to it), so both settings
+    are read the same way from here on."""
     found = {"results": [], "complexity": [], "failed": []}
     for directory, _, names in os.walk(os.path.join(root, "jobs")):
         if jobs_lib.SPEC_FILE not in names:
@@ -34,8 +37,7 @@ def collect(root: str) -> dict[str, list[dict]]:
             if spec["kind"] == jobs_lib.COMPLEXITY:
                 found["complexity"].append(entry)
             else:
-                _check_matches_spec(entry)
-                found["results"].append(entry)
+                found["results"] += per_category_entries(entry)
         elif jobs_lib.ERROR_FILE in names:
             path = os.path.join(directory, jobs_lib.ERROR_FILE)
             found["failed"].append({"spec": spec, "path": path, "data": jobs_lib.read_json(path)})
@@ -44,9 +46,30 @@ def collect(root: str) -> dict[str, list[dict]]:
     return found
 
 
+def per_category_entries(entry: dict) -> list[dict]:
+    """A result entry as one entry per category: itself for a per-category job; a unified job's
+    categories, each from its own file."""
+    spec = {"setting": unified.PER_CATEGORY, **entry["spec"]}
+    if spec["setting"] != unified.UNIFIED:
+        entry = dict(entry, spec=spec)
+        _check_matches_spec(entry)
+        return [entry]
+    entries = []
+    for category in entry["data"]["categories"]:
+        path = os.path.join(os.path.dirname(entry["path"]), unified.CATEGORIES_DIR, category, jobs_lib.METRICS_FILE)
+        data = jobs_lib.read_json(path)
+        if data is None:
+            raise ValueError(f"{path} is missing but {entry['path']} lists category {category!r}: the unified "
+                             "job's evaluation was cut short; delete its eval_metrics.json and rerun the job")
+        part = {"spec": dict(spec, category=category), "path": path, "data": data}
+        _check_matches_spec(part)
+        entries.append(part)
+    return entries
+
+
 def _check_matches_spec(entry: dict) -> None:
     spec, data = entry["spec"], entry["data"]
-    for key in ("dataset", "category", "method"):
+    for key in ("dataset", "category", "method", "setting"):
         if key in data and data[key] != spec[key]:
             raise ValueError(f"{entry['path']} says {key}={data[key]!r} but its job.json says {spec[key]!r}; "
                              "the workdir was reused for another run: delete it and rerun that job")
@@ -70,7 +93,8 @@ def aggregate(root: str, output_dir: str | None = None, *, pending: Sequence[str
     summaries = stats.build_summaries(rows)
     order = {d: {c: i for i, c in enumerate(stats.dataset_categories(d, [r["category"] for r in rows if r["dataset"] == d]))}
              for d in {r["dataset"] for r in rows}}
-    rows.sort(key=lambda r: (r["dataset"], order[r["dataset"]][r["category"]], r["method_label"]))
+    rows.sort(key=lambda r: (*stats.setting_order((r["dataset"], r["setting"])), order[r["dataset"]][r["category"]],
+                             r["method_label"]))
     board = {
         "generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "workdir": os.path.abspath(root),

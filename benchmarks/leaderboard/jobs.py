@@ -1,7 +1,9 @@
 """The leaderboard's job list: what to run, where it writes, how it is split over hosts, skip and retry.
 
 A job is one (method, variant, dataset, category, seed) training + evaluation, or one complexity
-measurement of a model. Each has its own workdir under `<root>/jobs/<name>`:
+measurement of a model. In the unified setting a job trains one model on all the requested
+categories of a dataset (category `all`, or `a+b`) and evaluates it on each category
+(docs/unified.md); its per-category results lie in its workdir's `categories/<category>/`. Each has its own workdir under `<root>/jobs/<name>`:
 
 - `job.json`: the job's spec (method, config argument, overrides); a rerun with a different spec
   in the same workdir is an error rather than silently mixing results;
@@ -28,6 +30,7 @@ from benchmarks import ablations as ablations_lib
 from benchmarks import common_flags
 from benchmarks.speed import complexity
 from rgpkd_jax import config_files, data, files
+from rgpkd_jax.data import unified
 
 TRAIN, COMPLEXITY = "train_eval", "complexity"
 METRICS_FILE = "eval_metrics.json"   # written by rgpkd_jax.evaluate
@@ -46,6 +49,7 @@ class Job:
     variant: str = ""           # "" = the method's config as is; else an ablation's name
     overrides: tuple[str, ...] = ()   # the variant's, then the user's `key.sub=value`
     tiny: bool = False
+    setting: str = unified.PER_CATEGORY  # or unified.UNIFIED: one model for `category`'s list
 
     @property
     def method_label(self) -> str:
@@ -55,6 +59,9 @@ class Job:
     def name(self) -> str:
         if self.kind == COMPLEXITY:
             return f"complexity/{self.method_label}/{self.dataset}/{self.category}"
+        if self.setting == unified.UNIFIED:
+            scope = "unified" if self.category == unified.ALL else f"unified-{self.category}"
+            return f"{self.method_label}/{self.dataset}/{scope}/seed{self.seed}"
         return f"{self.method_label}/{self.dataset}/{self.category}/seed{self.seed}"
 
     @property
@@ -109,9 +116,11 @@ def expand_categories(dataset: str, requested: Sequence[str]) -> tuple[str, ...]
 def build_jobs(*, methods: Sequence[str], datasets: Sequence[str], category_names: Sequence[str],
                seeds: Sequence[int], overrides: Sequence[str] = (), tiny: bool = False,
                ablations: bool = False, ablation_bank_sizes: Sequence[int] = (),
-               complexity: bool = False) -> list[Job]:
-    """Every job the flags ask for, sorted by name (the order `split` relies on)."""
+               complexity: bool = False, settings: Sequence[str] = (unified.PER_CATEGORY,)) -> list[Job]:
+    """Every job the flags ask for, sorted by name (the order `split` relies on): per category
+    and/or (``settings``) one unified job per method, variant and seed."""
     common_flags.check_methods(methods)
+    common_flags.check_choices("settings", settings, unified.SETTINGS)
     if ablations and ablations_lib.METHOD not in methods:
         raise ValueError(f"--ablations varies {ablations_lib.METHOD}; add it to --methods")
     if not seeds:
@@ -127,13 +136,25 @@ def build_jobs(*, methods: Sequence[str], datasets: Sequence[str], category_name
             for variant, variant_overrides in variants[method]:
                 common = dict(method=method, dataset=dataset, variant=variant, tiny=tiny,
                               overrides=tuple(variant_overrides) + tuple(overrides))
-                jobs += [Job(TRAIN, category=c, seed=s, **common) for c in cats for s in seeds]
+                if unified.PER_CATEGORY in settings:
+                    jobs += [Job(TRAIN, category=c, seed=s, **common) for c in cats for s in seeds]
+                if unified.UNIFIED in settings:
+                    jobs += [Job(TRAIN, category=unified_category(dataset, category_names, cats), seed=s,
+                                 setting=unified.UNIFIED, **common) for s in seeds]
                 if complexity:  # complexity does not depend on the category: measure the first
                     jobs.append(Job(COMPLEXITY, category=cats[0], **common))
     duplicates = sorted(n for n, count in collections.Counter(j.name for j in jobs).items() if count > 1)
     if duplicates:
         raise ValueError(f"jobs listed twice (repeated flag values?): {duplicates}")
     return sorted(jobs, key=lambda j: j.name)
+
+
+def unified_category(dataset: str, requested: Sequence[str], expanded: Sequence[str]) -> str:
+    """The ``dataset.category`` of a unified job: ``all``, or the requested categories joined."""
+    if len(expanded) < 2:
+        raise ValueError(f"--settings=unified trains one model on several categories; --categories gives "
+                         f"{dataset!r} only {list(expanded)}: add categories or pass --settings=per_category")
+    return unified.ALL if list(requested) == [unified.ALL] else unified.SEPARATOR.join(expanded)
 
 
 def split(jobs: Sequence[Job], task_index: int, num_tasks: int) -> list[Job]:
@@ -171,6 +192,8 @@ def spec_conflict(job: Job, root: str) -> str | None:
     """Why the job's workdir belongs to a different spec (other overrides, tiny...), or None."""
     path = os.path.join(job.workdir(root), SPEC_FILE)
     recorded = read_json(path)
+    if recorded is not None:  # specs written before the unified setting existed were per category
+        recorded.setdefault("setting", unified.PER_CATEGORY)
     if recorded is None or recorded == json.loads(json.dumps(job.spec())):
         return None
     return (f"{path} records a different job (overrides {recorded.get('overrides')} vs now "

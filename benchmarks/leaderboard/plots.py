@@ -6,18 +6,22 @@ import os
 
 from matplotlib.figure import Figure
 
-from benchmarks.leaderboard.stats import MEAN, METRICS
+from benchmarks.leaderboard.stats import MEAN, METRICS, setting_order
 from rgpkd_jax import files
 
 
+def plot_name(dataset: str, setting: str) -> str:
+    return f"leaderboard_{dataset}.png" if setting == "per_category" else f"leaderboard_{dataset}_{setting}.png"
+
+
 def write_plots(rows: list[dict], summaries: list[dict], output_dir: str) -> list[str]:
-    """One PNG per dataset: a panel per metric, methods side by side per category (error bar = std),
-    primary published numbers as black ticks. Returns the file names written."""
+    """One PNG per dataset and setting: a panel per metric, methods side by side per category (error
+    bar = std), primary published numbers of that setting as black ticks. Returns the file names written."""
     written = []
-    for dataset in sorted({r["dataset"] for r in rows}):
-        records = [r for r in rows if r["dataset"] == dataset]
+    for dataset, setting in sorted({(r["dataset"], r["setting"]) for r in rows}, key=setting_order):
+        records = [r for r in rows if (r["dataset"], r["setting"]) == (dataset, setting)]
         records += [dict(s, category=s["scope"]) for s in summaries
-                    if s["dataset"] == dataset and s["scope"] == MEAN]
+                    if (s["dataset"], s["setting"], s["scope"]) == (dataset, setting, MEAN)]
         groups = list(dict.fromkeys(r["category"] for r in records))
         labels = sorted({r["method_label"] for r in records})
         metrics = [(m, t) for m, t in METRICS if any(m in r["metrics"] for r in records)]
@@ -42,7 +46,7 @@ def write_plots(rows: list[dict], summaries: list[dict], output_dir: str) -> lis
                 if pubs:
                     ax.scatter(*zip(*pubs), marker="_", s=120, color="black", zorder=3,
                                label="published" if j == 0 else None)
-            ax.set_title(f"{dataset}: {title}", fontsize=9)
+            ax.set_title(f"{dataset} ({setting}): {title}", fontsize=9)
             ax.set_ylabel("%")
             ax.set_xticks(range(len(groups)))
             ax.set_xticklabels(groups, rotation=45, ha="right", fontsize=7)
@@ -51,7 +55,7 @@ def write_plots(rows: list[dict], summaries: list[dict], output_dir: str) -> lis
         handles, names = axes[0, 0].get_legend_handles_labels()
         figure.legend(handles, names, loc="upper right", fontsize=7)
         figure.tight_layout()
-        name = f"leaderboard_{dataset}.png"
+        name = plot_name(dataset, setting)
         with files.atomic_write(os.path.join(output_dir, name), "wb") as f:
             figure.savefig(f, dpi=100, format="png")
         written.append(name)

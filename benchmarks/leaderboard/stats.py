@@ -36,6 +36,12 @@ def protocol_text(protocol: dict | None) -> str:
     return ", ".join(f"{key} {json.dumps(value)}" for key, value in protocol.items())
 
 
+def setting_order(dataset_and_setting: tuple[str, str]) -> tuple[str, int]:
+    """Sorts (dataset, setting) pairs by dataset, per-category before unified."""
+    dataset, setting = dataset_and_setting
+    return dataset, published.SETTINGS.index(setting)
+
+
 def _stats(values: Sequence[float]) -> dict:
     values = np.asarray(values, dtype=np.float64)
     return {"mean": float(values.mean()),
@@ -57,20 +63,20 @@ def _scopes(dataset: str, all_categories: Sequence[str]) -> list[tuple[str, tupl
     return [(MEAN, tuple(all_categories))] + [(f"{MEAN}/{g}", cats) for g, cats in groups.items()]
 
 
-def _published_value(method: str, variant: str, dataset: str, scope: str, metric: str):
-    """(percent, reference key) of the primary per-category published number (our runs train a model
-    per category, so a unified-setting number never stands beside them), or (None, None)."""
+def _published_value(method: str, variant: str, dataset: str, setting: str, scope: str, metric: str):
+    """(percent, reference key) of the primary published number of the same setting (a unified
+    number never stands beside a per-category run, nor the reverse), or (None, None)."""
     if variant:  # ablations have no published counterpart
         return None, None
-    for ref in published.references(method=method, dataset=dataset, primary=True, setting="per_category"):
+    for ref in published.references(method=method, dataset=dataset, primary=True, setting=setting):
         value = ref.values.get(metric, {}).get(scope)
         if value is not None:
             return value, ref.key
     return None, None
 
 
-def _with_published(cell: dict, method, variant, dataset, scope, metric, comparable=True) -> dict:
-    value, key = _published_value(method, variant, dataset, scope, metric)
+def _with_published(cell: dict, method, variant, dataset, setting, scope, metric, comparable=True) -> dict:
+    value, key = _published_value(method, variant, dataset, setting, scope, metric)
     cell["published_percent"] = value
     cell["published_reference"] = key
     cell["diff_points"] = (100 * cell["mean"] - value) if value is not None and comparable else None
@@ -78,13 +84,13 @@ def _with_published(cell: dict, method, variant, dataset, scope, metric, compara
 
 
 def build_rows(results: list[dict]) -> list[dict]:
-    """One row per (dataset, category, method+variant), metrics aggregated over seeds."""
+    """One row per (dataset, setting, category, method+variant), metrics aggregated over seeds."""
     grouped: dict[tuple, list[dict]] = {}
     for entry in results:
         s = entry["spec"]
-        grouped.setdefault((s["dataset"], s["category"], s["method"], s["variant"]), []).append(entry)
+        grouped.setdefault((s["dataset"], s["setting"], s["category"], s["method"], s["variant"]), []).append(entry)
     rows = []
-    for (dataset, category, method, variant), entries in grouped.items():
+    for (dataset, setting, category, method, variant), entries in grouped.items():
         entries.sort(key=lambda e: e["spec"]["seed"])
         metrics = {}
         for metric in METRIC_NAMES:
@@ -92,9 +98,9 @@ def build_rows(results: list[dict]) -> list[dict]:
                         for e in entries if metric in e["data"].get("metrics", {})}
             if per_seed:
                 cell = {"per_seed": per_seed, **_stats(list(per_seed.values()))}
-                metrics[metric] = _with_published(cell, method, variant, dataset, category, metric)
+                metrics[metric] = _with_published(cell, method, variant, dataset, setting, category, metric)
         rows.append({
-            "dataset": dataset, "category": category, "method": method, "variant": variant,
+            "dataset": dataset, "setting": setting, "category": category, "method": method, "variant": variant,
             "method_label": f"{method}+{variant}" if variant else method,
             "seeds": [e["spec"]["seed"] for e in entries],
             "random_teacher": any(is_random_teacher(e["data"]) for e in entries),
@@ -108,10 +114,10 @@ def build_rows(results: list[dict]) -> list[dict]:
 
 
 def build_summaries(rows: list[dict]) -> list[dict]:
-    """Per dataset and method: the mean over categories (and sub-groups), with its std over seeds."""
+    """Per dataset, setting and method: the mean over categories (and sub-groups), with its std over seeds."""
     summaries = []
-    for dataset in sorted({r["dataset"] for r in rows}):
-        in_dataset = [r for r in rows if r["dataset"] == dataset]
+    for dataset, setting in sorted({(r["dataset"], r["setting"]) for r in rows}, key=setting_order):
+        in_dataset = [r for r in rows if (r["dataset"], r["setting"]) == (dataset, setting)]
         all_categories = dataset_categories(dataset, [r["category"] for r in in_dataset])
         for label in sorted({r["method_label"] for r in in_dataset}):
             by_category = {r["category"]: r for r in in_dataset if r["method_label"] == label}
@@ -135,10 +141,10 @@ def build_summaries(rows: list[dict]) -> list[dict]:
                         "total_categories": len(scope_categories), "complete": complete,
                     }
                     metrics[metric] = _with_published(cell, any_row["method"], any_row["variant"], dataset,
-                                                      scope, metric, comparable=complete)
+                                                      setting, scope, metric, comparable=complete)
                 if metrics:
                     summaries.append({
-                        "dataset": dataset, "scope": scope, "method": any_row["method"],
+                        "dataset": dataset, "setting": setting, "scope": scope, "method": any_row["method"],
                         "variant": any_row["variant"], "method_label": label,
                         "random_teacher": any(r["random_teacher"] for r in by_category.values()),
                         "protocols": list(dict.fromkeys(p for c in scope_categories if c in by_category
@@ -148,19 +154,19 @@ def build_summaries(rows: list[dict]) -> list[dict]:
 
 
 def build_secondary(rows: list[dict], summaries: list[dict]) -> list[dict]:
-    """Our default-variant numbers beside every non-primary per-category published reference."""
-    ours = {(r["dataset"], r["category"], r["method_label"]): r for r in rows}
-    ours.update({(s["dataset"], s["scope"], s["method_label"]): s for s in summaries})
+    """Our default-variant numbers beside every non-primary published reference of their setting."""
+    ours = {(r["dataset"], r["setting"], r["category"], r["method_label"]): r for r in rows}
+    ours.update({(s["dataset"], s["setting"], s["scope"], s["method_label"]): s for s in summaries})
     comparisons = []
-    for ref in published.references(primary=False, setting="per_category"):
+    for ref in published.references(primary=False):
         for metric, values in ref.values.items():
             for scope, value in values.items():
-                mine = ours.get((ref.dataset, scope, ref.method), {}).get("metrics", {}).get(metric)
+                mine = ours.get((ref.dataset, ref.setting, scope, ref.method), {}).get("metrics", {}).get(metric)
                 if mine is None:
                     continue
                 comparable = mine.get("complete", True)
                 comparisons.append({
-                    "reference": ref.key, "dataset": ref.dataset, "method": ref.method, "scope": scope,
+                    "reference": ref.key, "dataset": ref.dataset, "setting": ref.setting, "method": ref.method, "scope": scope,
                     "metric": metric, "published_percent": value, "mean": mine["mean"], "std": mine["std"],
                     "diff_points": 100 * mine["mean"] - value if comparable else None})
     return comparisons

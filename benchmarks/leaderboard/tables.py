@@ -6,15 +6,16 @@ import csv
 import io
 from typing import Sequence
 
+from benchmarks.leaderboard import plots as plots_lib
 from benchmarks.leaderboard import published
-from benchmarks.leaderboard.stats import METRIC_NAMES, METRICS
+from benchmarks.leaderboard.stats import MEAN, METRIC_NAMES, METRICS
 
 RANDOM_TEACHER_MARK = "random teacher — not a result"
 
 
 # --- CSV -----------------------------------------------------------------------------------------
 
-CSV_COLUMNS = ("dataset", "scope", "method", "variant", "metric", "mean", "std", "n_seeds", "per_seed",
+CSV_COLUMNS = ("dataset", "setting", "scope", "method", "variant", "metric", "mean", "std", "n_seeds", "per_seed",
                "num_categories", "total_categories", "published_percent", "published_reference",
                "diff_points", "random_teacher", "protocol")
 
@@ -28,7 +29,7 @@ def leaderboard_csv(rows: list[dict], summaries: list[dict]) -> str:
     for record, scope in records:
         for metric, cell in record["metrics"].items():
             writer.writerow({
-                "dataset": record["dataset"], "scope": scope, "method": record["method"],
+                "dataset": record["dataset"], "setting": record["setting"], "scope": scope, "method": record["method"],
                 "variant": record["variant"], "metric": metric, "mean": repr(cell["mean"]),
                 "std": "" if cell["std"] is None else repr(cell["std"]), "n_seeds": cell["n"],
                 "per_seed": ";".join(f"{s}:{v!r}" for s, v in cell["per_seed"].items()),
@@ -148,26 +149,11 @@ def markdown(board: dict) -> str:
                   "run): such numbers are at chance level for real data and must never be reported.", ""]
     for dataset in sorted({r["dataset"] for r in rows}):
         lines += [f"## {dataset}", ""]
-        in_dataset = [r for r in rows if r["dataset"] == dataset]
-        dataset_summaries = [s for s in summaries if s["dataset"] == dataset]
-        with_published = published_metrics(in_dataset + dataset_summaries)
-        body = [[r["category"], _method_cell(r), ",".join(map(str, r["seeds"]))]
-                + _metric_cells(r["metrics"], with_published) for r in in_dataset]
-        for s in dataset_summaries:
-            some = next(iter(s["metrics"].values()))
-            scope = f"**{s['scope']}**"
-            if not some["complete"]:
-                scope += f" ({some['num_categories']}/{some['total_categories']} categories)"
-            body.append([scope, _method_cell(s), ",".join(map(str, some["per_seed"]))]
-                        + _metric_cells(s["metrics"], with_published))
-        lines += _table(result_header("Category", with_published), body) + [""]
-        lines += _protocol_markdown(in_dataset)
-        for ref in published.references(dataset=dataset, primary=True):
-            lines.append(f"- pub. for `{ref.method}`: {ref.title}. Source: {ref.source}. Caveat: {ref.caveat}.")
-        plot = f"leaderboard_{dataset}.png"
-        if plot in board.get("plots", []):
-            lines += ["", f"![{dataset}]({plot})"]
-        lines += [""] + _secondary_markdown(board["secondary"], dataset)
+        settings = [s for s in published.SETTINGS if any((r["dataset"], r["setting"]) == (dataset, s) for r in rows)]
+        for setting in settings:
+            lines += _setting_markdown(board, dataset, setting, heading=len(settings) > 1)
+        if len(settings) > 1:
+            lines += _settings_side_by_side(summaries, dataset)
     lines += _complexity_markdown(board["complexity"])
     if board["failed"]:
         lines += ["## Failed jobs", "", "Rerun them with `--retry_failed`; the traceback is in each `error.json`.", ""]
@@ -180,10 +166,61 @@ def markdown(board: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _secondary_markdown(comparisons: list[dict], dataset: str) -> list[str]:
+SETTING_TITLES = {"per_category": "per category (one model per category)",
+                  "unified": "unified (one model for all categories, evaluated per category)"}
+
+
+def _setting_markdown(board: dict, dataset: str, setting: str, *, heading: bool) -> list[str]:
+    """The table of one dataset in one setting: its categories and means, protocol, published sources."""
+    rows = [r for r in board["rows"] if (r["dataset"], r["setting"]) == (dataset, setting)]
+    summaries = [s for s in board["summaries"] if (s["dataset"], s["setting"]) == (dataset, setting)]
+    lines = [f"### {dataset}, {SETTING_TITLES[setting]}", ""] if heading else []
+    with_published = published_metrics(rows + summaries)
+    body = [[r["category"], _method_cell(r), ",".join(map(str, r["seeds"]))]
+            + _metric_cells(r["metrics"], with_published) for r in rows]
+    for s in summaries:
+        some = next(iter(s["metrics"].values()))
+        scope = f"**{s['scope']}**"
+        if not some["complete"]:
+            scope += f" ({some['num_categories']}/{some['total_categories']} categories)"
+        body.append([scope, _method_cell(s), ",".join(map(str, some["per_seed"]))]
+                    + _metric_cells(s["metrics"], with_published))
+    lines += _table(result_header("Category", with_published), body) + [""]
+    lines += _protocol_markdown(rows)
+    for ref in published.references(dataset=dataset, primary=True, setting=setting):
+        lines.append(f"- pub. for `{ref.method}`: {ref.title}. Source: {ref.source}. Caveat: {ref.caveat}.")
+    plot = plots_lib.plot_name(dataset, setting)
+    if plot in board.get("plots", []):
+        lines += ["", f"![{dataset}{'' if setting == 'per_category' else ', ' + setting}]({plot})"]
+    return lines + [""] + _secondary_markdown(board["secondary"], dataset, setting)
+
+
+# The metrics the settings' side-by-side table compares (every metric is in the tables above).
+SIDE_BY_SIDE = ("image_auroc", "pixel_auroc", "aupro", "mad")
+
+
+def _settings_side_by_side(summaries: list[dict], dataset: str) -> list[str]:
+    """Per method, the dataset mean of each setting and the unified published number, side by side."""
+    means = {(s["setting"], s["method_label"]): s for s in summaries if s["dataset"] == dataset and s["scope"] == MEAN}
+    labels = sorted({label for _, label in means})
+    titles = dict(METRICS)
+    header = ["Method"] + [f"{titles[m]} {part}" for m in SIDE_BY_SIDE
+                           for part in ("per category", "unified", "unified pub.")]
+    body = []
+    for label in labels:
+        line = [label]
+        for metric in SIDE_BY_SIDE:
+            per_category, unified_cell = ((means.get((setting, label)) or {}).get("metrics", {}).get(metric)
+                                          for setting in published.SETTINGS)
+            line += [fmt_ours(per_category), fmt_ours(unified_cell), fmt_published(unified_cell)]
+        body.append(line)
+    return [f"### {dataset}: the two settings side by side (dataset means)", ""] + _table(header, body) + [""]
+
+
+def _secondary_markdown(comparisons: list[dict], dataset: str, setting: str) -> list[str]:
     """One table per non-primary reference: a line per scope, pub. / ours / Δ per metric."""
     lines, titles = [], dict(METRICS)
-    for ref in published.references(dataset=dataset, primary=False):
+    for ref in published.references(dataset=dataset, primary=False, setting=setting):
         mine = [c for c in comparisons if c["reference"] == ref.key]
         if not mine:
             continue

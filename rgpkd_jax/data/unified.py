@@ -27,6 +27,10 @@ from rgpkd_jax.data.errors import DatasetError
 ALL = "all"
 SEPARATOR = "+"
 SAMPLINGS = ("natural", "balanced")
+# The two settings results are reported in (eval_metrics.json's `setting`, the leaderboard's axis).
+PER_CATEGORY, UNIFIED = "per_category", "unified"
+SETTINGS = (PER_CATEGORY, UNIFIED)
+CATEGORIES_DIR = "categories"  # a unified run's workdir: categories/<category>/ holds its results there
 
 
 def requested(category: str) -> list[str] | None:

@@ -73,6 +73,75 @@ def fake_board(tmp_path_factory):
     return root, board, written
 
 
+def write_fake_unified_job(root, method, dataset, categories, seed, *, rng) -> dict:
+    """A finished unified job as the evaluator writes it: each category's eval_metrics.json under
+    categories/<category>/ and the job's own file listing them (its means are not what the tables read)."""
+    job = jobs_lib.Job(jobs_lib.TRAIN, method, dataset, "all", seed, setting="unified")
+    workdir = jobs_lib.claim_workdir(job, root)
+    per_category = {}
+    for category in categories:
+        metrics = {m: float(rng.uniform(0.5, 1.0)) for m in METRICS}
+        per_category[category] = metrics
+        os.makedirs(os.path.join(workdir, "categories", category))
+        files.write_json(os.path.join(workdir, "categories", category, jobs_lib.METRICS_FILE), {
+            "setting": "unified", "dataset": dataset, "category": category, "method": method,
+            "teacher": {"arch": "wide_resnet50_2", "weights": "imagenet"}, "metrics": metrics, "protocol": OFFICIAL})
+    files.write_json(os.path.join(workdir, jobs_lib.METRICS_FILE), {
+        "setting": "unified", "dataset": dataset, "category": "all", "categories": list(categories),
+        "method": method, "metrics": {m: 0.0 for m in METRICS}, "per_category": per_category, "protocol": OFFICIAL})
+    return per_category
+
+
+@pytest.fixture(scope="module")
+def unified_board(tmp_path_factory):
+    """MVTec AD: rd4ad per category (1 seed) and unified (2 seeds), every category."""
+    root = str(tmp_path_factory.mktemp("unified_board"))
+    rng = np.random.default_rng(1)
+    per_category = {c: write_fake_job(root, "rd4ad", "mvtec_ad", c, 0, rng=rng) for c in MVTEC}
+    unified_runs = {seed: write_fake_unified_job(root, "rd4ad", "mvtec_ad", MVTEC, seed, rng=rng) for seed in (0, 1)}
+    return root, aggregate.aggregate(root, plots=False), per_category, unified_runs
+
+
+def test_unified_rows_come_from_each_category_s_file_beside_the_unified_published_numbers(unified_board):
+    root, board, per_category, unified_runs = unified_board
+    rows = {(r["setting"], r["category"]): r for r in board["rows"]}
+    assert set(rows) == {(s, c) for s in ("per_category", "unified") for c in MVTEC}
+    for category in MVTEC:
+        cell = rows[("unified", category)]["metrics"]["image_auroc"]
+        assert cell["per_seed"] == {s: unified_runs[s][category]["image_auroc"] for s in (0, 1)}
+        assert rows[("per_category", category)]["metrics"]["image_auroc"]["per_seed"] == {
+            0: per_category[category]["image_auroc"]}
+    ader = next(r for r in published.references(method="rd4ad", dataset="mvtec_ad", setting="unified", primary=True))
+    means = {s["setting"]: s for s in board["summaries"] if s["scope"] == "mean"}
+    unified_mean = means["unified"]["metrics"]["image_auroc"]
+    expected = np.mean([[unified_runs[s][c]["image_auroc"] for s in (0, 1)] for c in MVTEC])
+    assert unified_mean["mean"] == pytest.approx(expected, rel=1e-12)
+    assert unified_mean["published_percent"] == ader.values["image_auroc"]["mean"]
+    assert unified_mean["diff_points"] == pytest.approx(100 * expected - ader.values["image_auroc"]["mean"])
+    # the per-category mean stands beside the per-category paper, never beside ADer's unified run
+    assert means["per_category"]["metrics"]["image_auroc"]["published_reference"] == "rd4ad_paper"
+    # ADer publishes the official-definition AU-PRO per category: beside our unified rows only
+    assert rows[("unified", "bottle")]["metrics"]["aupro"]["published_percent"] == ader.values["aupro"]["bottle"]
+    assert rows[("per_category", "bottle")]["metrics"]["aupro"]["published_percent"] is None
+    assert {c["setting"] for c in board["secondary"]} == {"per_category", "unified"}
+    markdown = tables.markdown(board)
+    assert "### mvtec_ad, unified" in markdown and "### mvtec_ad, per category" in markdown
+    side = markdown[markdown.index("the two settings side by side"):].splitlines()
+    rd4ad_line = next(line for line in side if line.startswith("| rd4ad |"))
+    assert f"| {tables.fmt_ours(unified_mean)} | {ader.values['image_auroc']['mean']} |" in rd4ad_line
+    assert {line.split(",")[1] for line in tables.leaderboard_csv(board["rows"], board["summaries"]).splitlines()[1:]} == {
+        "per_category", "unified"}
+
+
+def test_a_unified_job_missing_a_category_s_file_is_a_clear_error(unified_board, tmp_path):
+    root = str(tmp_path)
+    write_fake_unified_job(root, "rd4ad", "mvtec_ad", ("bottle", "cable"), 0, rng=np.random.default_rng(2))
+    job = jobs_lib.Job(jobs_lib.TRAIN, "rd4ad", "mvtec_ad", "all", 0, setting="unified")
+    os.remove(os.path.join(job.workdir(root), "categories", "cable", jobs_lib.METRICS_FILE))
+    with pytest.raises(ValueError, match="lists category 'cable'.*rerun the job"):
+        aggregate.collect(root)
+
+
 def _expected_cell(per_seed: dict) -> tuple[float, float | None]:
     values = np.array(list(per_seed.values()))
     return values.mean(), (values.std(ddof=1) if len(values) > 1 else None)
@@ -328,6 +397,24 @@ def test_split_covers_every_job_exactly_once():
         jobs_lib.split(jobs, 3, 3)
 
 
+def test_unified_jobs_are_one_per_method_variant_and_seed_over_the_requested_categories():
+    both = jobs_lib.build_jobs(methods=["rd4ad"], datasets=["mvtec_ad"], category_names=["all"],  # method subset: names
+                               seeds=[0, 1], settings=("per_category", "unified"))
+    unified_jobs = [j for j in both if j.setting == "unified"]
+    assert [(j.name, j.category, j.config_arg) for j in unified_jobs] == [
+        (f"rd4ad/mvtec_ad/unified/seed{s}", "all", "mvtec_ad/all") for s in (0, 1)]
+    assert len(both) - len(unified_jobs) == 2 * len(jobs_lib.categories("mvtec_ad"))
+    subset = jobs_lib.build_jobs(methods=["rd4ad"], datasets=["mvtec_ad"], category_names=["bottle", "cable"],  # method subset: names
+                                 seeds=[0], settings=("unified",))
+    assert [(j.name, j.category) for j in subset] == [("rd4ad/mvtec_ad/unified-bottle+cable/seed0", "bottle+cable")]
+    with pytest.raises(ValueError, match="several categories"):
+        jobs_lib.build_jobs(methods=["rd4ad"], datasets=["mvtec_ad"], category_names=["bottle"], seeds=[0],  # method subset: names
+                            settings=("unified",))
+    with pytest.raises(ValueError, match=r"--settings: unknown \['multi'\]"):
+        jobs_lib.build_jobs(methods=["rd4ad"], datasets=["mvtec_ad"], category_names=["bottle"], seeds=[0],  # method subset: names
+                            settings=("multi",))
+
+
 def test_job_list_errors_are_clear():
     with pytest.raises(ValueError, match="not categories of 'mvtec_ad'"):
         jobs_lib.build_jobs(methods=["rd4ad"], datasets=["mvtec_ad"], category_names=["bottel"], seeds=[0])
@@ -415,7 +502,7 @@ def test_overrides_are_typed_by_the_existing_field_and_unknown_keys_fail():
 def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
     root, _, _ = fake_board
     command = [sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--methods=rd4ad,rgpkd",
-               "--categories=bottle,cable", "--seeds=0,1", "--task_index=0", "--num_tasks=3"]
+               "--categories=bottle,cable", "--seeds=0,1", "--task_index=0", "--num_tasks=3", "--settings=per_category"]
     listed = subprocess.run(command + ["--mode=list"], cwd=REPO, capture_output=True, text=True, check=True)
     lines = [line.split() for line in listed.stdout.splitlines()]
     everything = jobs_lib.build_jobs(methods=["rd4ad", "rgpkd"], datasets=["mvtec_ad"],  # method subset: --methods
@@ -432,14 +519,20 @@ def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
     assert "Traceback" not in bad.stderr
 
 
+TINY_CATEGORIES = ("grid", "disc")
+
+
 def test_tiny_end_to_end(tmp_path, synthetic_data_dir):
     """The real pipeline: a tiny training (random teacher) and a complexity job per method, shared by
     two tasks running at once as two hosts would (the dataset prepared before them: they only read
-    it), then the tables."""
+    it), in both settings (a model per category, and one unified model for both categories), then
+    the tables."""
     root = tmp_path / "tiny"
-    pipeline.prepared_builder(tiny_config("rd4ad", data_dir=synthetic_data_dir, category="grid"))
-    command = [sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny", "--categories=grid",
-               "--overrides=train.epochs=1", f"--data_dir={synthetic_data_dir}", "--num_tasks=2"]
+    for category in TINY_CATEGORIES:
+        pipeline.prepared_builder(tiny_config("rd4ad", data_dir=synthetic_data_dir, category=category))
+    command = [sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
+               f"--categories={','.join(TINY_CATEGORIES)}", "--overrides=train.epochs=1",
+               f"--data_dir={synthetic_data_dir}", "--num_tasks=2"]
     logs = [tmp_path / f"task{i}.log" for i in (0, 1)]  # files, not pipes: neither task waits on a reader
     tasks = []
     for i, log in enumerate(logs):
@@ -452,9 +545,11 @@ def test_tiny_end_to_end(tmp_path, synthetic_data_dir):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     board = json.load(open(root / "leaderboard.json"))
     assert not board["failed"] and not board["pending"]
-    assert sorted(r["method"] for r in board["rows"]) == sorted(list_methods())
+    assert sorted((r["method"], r["setting"], r["category"]) for r in board["rows"]) == sorted(
+        (m, setting, c) for m in list_methods() for setting in ("per_category", "unified") for c in TINY_CATEGORIES)
     for row in board["rows"]:
         metrics_file = json.load(open(row["files"][0]))
+        assert (metrics_file["setting"], metrics_file["category"]) == (row["setting"], row["category"])
         assert row["random_teacher"] and metrics_file["teacher"]["weights"] == "random"
         # every metric the job computed is tabulated; one it could not compute says why in its file
         # (AUPIMO needs normal images it can bound the FPR on: the tiny test split may have too few)
@@ -463,8 +558,17 @@ def test_tiny_end_to_end(tmp_path, synthetic_data_dir):
         for metric in row["metrics"]:
             assert row["metrics"][metric]["per_seed"] == {"0": metrics_file["metrics"][metric]}
         assert row["protocols"] == [stats.protocol_text(metrics_file["protocol"])]
-    assert tables.RANDOM_TEACHER_MARK in open(root / "leaderboard.md").read()
-    assert (root / "leaderboard_synthetic.png").stat().st_size > 1000
+    unified_means = [s for s in board["summaries"] if s["setting"] == "unified" and s["scope"] == "mean"]
+    for summary_ in unified_means:  # the unified job's own mean over its categories is the table's
+        job = jobs_lib.Job(jobs_lib.TRAIN, summary_["method"], "synthetic", "+".join(TINY_CATEGORIES), setting="unified")
+        job_file = json.load(open(os.path.join(job.workdir(str(root)), "eval_metrics.json")))
+        assert summary_["metrics"]["image_auroc"]["mean"] == pytest.approx(job_file["metrics"]["image_auroc"], rel=1e-12)
+    assert sorted(s["method"] for s in unified_means) == sorted(list_methods())
+    markdown = open(root / "leaderboard.md").read()
+    assert tables.RANDOM_TEACHER_MARK in markdown
+    assert "### synthetic, unified" in markdown and "the two settings side by side" in markdown
+    for name in ("leaderboard_synthetic.png", "leaderboard_synthetic_unified.png"):
+        assert (root / name).stat().st_size > 1000
     complexity = {c["method"]: c for c in board["complexity"]}
     assert sorted(complexity) == sorted(list_methods())
     for record in complexity.values():
@@ -474,7 +578,8 @@ def test_tiny_end_to_end(tmp_path, synthetic_data_dir):
         assert record["images_per_s_batch16"] > 0 and record["train_images_per_s"] > 0
         assert record["device"] and record["jax_version"] and record["peak_memory_kind"]
     rerun = subprocess.run([sys.executable, "-m", "benchmarks.leaderboard", f"--workdir={root}", "--tiny",
-                            "--categories=grid", "--overrides=train.epochs=1"],
+                            f"--categories={','.join(TINY_CATEGORIES)}", "--overrides=train.epochs=1"],
                            cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0 and f"{2 * len(list_methods())} skipped_finished" in rerun.stdout
+    # per method: one job per category, a unified one, a complexity one
+    assert rerun.returncode == 0 and f"{4 * len(list_methods())} skipped_finished" in rerun.stdout
 

@@ -26,6 +26,7 @@ import functools
 import importlib
 import pkgutil
 
+from rgpkd_jax.data import unified
 from rgpkd_jax.models import list_methods
 
 IMAGE_AUROC = "image_auroc"
@@ -33,7 +34,7 @@ PIXEL_AUROC = "pixel_auroc"
 PER_IMAGE_AUPRO = "aupro_rd4ad_per_image"
 MAD = "mad"
 
-SETTINGS = ("per_category", "unified")
+SETTINGS = unified.SETTINGS  # a model per category, or one for the whole dataset (docs/unified.md)
 
 # The sub-means published tables report (RD4AD Table 1, RGPKD README): MVTec AD textures / objects.
 # (Category lists themselves live in the data package: `rgpkd_jax.data.categories(dataset)`.)
