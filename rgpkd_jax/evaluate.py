@@ -279,9 +279,9 @@ def format_summary(result: dict) -> str:
         lines.append(f"  {'':<{width}}  " + "  ".join(f"{summary.METRIC_LABELS[k]:>12}" for k in shown))
         for name, metrics in result["per_category"].items():
             lines.append(f"  {name:<{width}}  " + "  ".join(f"{metrics[k]:>12.4f}" for k in shown))
-    scope = (f"mean over the {len(result['categories'])} categories"
-             if unified_run else f"{result['dataset']}/{result['category']}")
-    lines.append(f"{result['method']} on {scope} "
+    scope = (f", mean over the {len(result['categories'])} categories"
+             if unified_run else f" on {result['dataset']}/{result['category']}")
+    lines.append(f"{result['method']}{scope} "
                  f"({result['num_test_images']} test images; {p['resolution'][0]}x{p['resolution'][1]}, "
                  f"masks > {p['mask_threshold']:g}, sigma {p['gaussian_sigma']:g}, "
                  f"AU-PRO to FPR {p['aupro_fpr_limit']:g}):")

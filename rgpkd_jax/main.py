@@ -52,6 +52,8 @@ def main(argv):
         raise app.UsageError("--workdir is required: where checkpoints and metrics are written")
     if mode == "predict" and not _INPUT.value:
         raise app.UsageError("--mode=predict needs --input (an image file or a folder of images)")
+    if _THRESHOLD_CATEGORY.value and mode != "predict":
+        raise app.UsageError("--threshold_category is for --mode=predict (a unified model's category threshold)")
     explicit = {"coordinator_address": _COORDINATOR.value, "num_processes": _NUM_PROCESSES.value,
                 "process_id": _PROCESS_ID.value}
     if not config.distributed and any(v is not None for v in explicit.values()):
