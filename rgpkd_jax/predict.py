@@ -7,12 +7,14 @@ The good/defective decision uses the threshold that training wrote to `W/thresho
 quantile of the training images' scores: normal images only), which must have been computed from
 the checkpoint predict loads (`--mode threshold` recomputes it). Each run writes into a new folder
 `W/predictions/<UTC time>/`, so a rerun never overwrites an earlier one's results. An unreadable
-file is reported by name and skipped; the others' results are still written. Reading the images
+file is reported by name and skipped; the others' results are still written. A write that fails
+midway (a full disk) removes what the run had written and is one error. Reading the images
 and writing the results is `rgpkd_jax.deploy.scoring`, which the deployed (ONNX) predictor shares.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from rgpkd_jax import evaluate, files, model_setup, sharding
@@ -37,6 +39,8 @@ def predict_path(config, workdir: str, input_path: str, *, output_dir: str | Non
     evaluate.check_threshold(threshold, model, step, workdir)
     if primary and not output_dir:
         output_dir = files.new_run_dir(os.path.join(workdir, PREDICTIONS_DIR))
-    # Every process scores the images (the maps are gathered to all of them); process 0 writes.
-    return scoring.predict_files(input_path, config.dataset.image_size, evaluate.MapRunner(model, config),
-                                 threshold["threshold"], output_dir or "", write=primary)
+    # Every process scores the images (the maps are gathered to all of them); process 0 writes,
+    # all of its outputs or none.
+    with files.nothing_kept_on_write_failure(output_dir, "the predictions") if primary else contextlib.nullcontext():
+        return scoring.predict_files(input_path, config.dataset.image_size, evaluate.MapRunner(model, config),
+                                     threshold["threshold"], output_dir or "", write=primary)
