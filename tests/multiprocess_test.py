@@ -14,6 +14,9 @@ Runs, all RD4AD tiny on the synthetic dataset with a global batch of 16 (3 steps
   1 -> two: a copy of the finished `two -> 1` workdir evaluated again by 2 processes, then
             used by 2 processes to score two images (--mode=predict, into predictions/<UTC time>/)
 
+Further runs stop on purpose (SIGTERM, a killed process, a refused workdir lock) and resume; the
+uninterrupted `one` above is what their losses are compared with.
+
 Float64 (`JAX_ENABLE_X64=1`, `compute_dtype=float64`, plain SGD as in tests/train_test.py) keeps
 the two layouts' different summation orders at float64 rounding, so losses and parameters are
 compared with train_test's RTOL_FLOAT64; evaluation has no sums across devices and the same
@@ -301,12 +304,19 @@ def _wait_until_paused(procs: list, logs: str, indices: tuple[int, ...]) -> None
         time.sleep(0.1)
 
 
-def test_sigterm_saves_on_every_process_and_the_run_resumes(runs, tmp_path, synthetic_data_dir):
-    """SIGTERM to both processes after step 1 (as SLURM and preemptible machines send it): both
-    save step 1 and exit 0, process 0 prints the command that resumes, and the resumed run's
-    losses are the uninterrupted run's."""
-    workdir = str(tmp_path / "sigterm")
-    procs, logs = start(workdir, synthetic_data_dir, processes=2, mode="train", pause_after={0: 1, 1: 1})
+def test_a_preempted_run_resumes_and_a_lost_process_stops_the_other(runs, tmp_path, synthetic_data_dir):
+    """Three runs into one workdir, each resuming the one before:
+    1. 2 processes, SIGTERM to both after step 1 (as SLURM and preemptible machines send it):
+       both save step 1 and exit 0, and process 0 prints the command that resumes;
+    2. that command again, on both processes; process 1 is killed (SIGKILL) after step 2's save
+       started: process 0 stops within the heartbeat timeout with one line naming process 1 and
+       exit code 1, instead of waiting for it;
+    3. 1 process, from the last complete checkpoint to the end.
+    The losses are those of the uninterrupted run."""
+    workdir = str(tmp_path / "stopped")
+    extra = ("--config.train.checkpoint_every_steps=1", "--heartbeat_timeout_s=15")
+    procs, logs = start(workdir, synthetic_data_dir, processes=2, mode="train", extra=extra,
+                        pause_after={0: 1, 1: 1})
     _wait_until_paused(procs, logs, (0, 1))
     for p in procs:
         p.send_signal(signal.SIGTERM)
@@ -317,20 +327,11 @@ def test_sigterm_saves_on_every_process_and_the_run_resumes(runs, tmp_path, synt
     assert line.startswith(prefix), first["stdout"]
     command = shlex.split(line[len(prefix):])
     assert command[:3] == [sys.executable, "-m", "rgpkd_jax.main"] and "--process_id=0" in command
-    assert command[3:][:len(config_flags(synthetic_data_dir)) + 2] == [
-        *config_flags(synthetic_data_dir), f"--workdir={workdir}", "--mode=train"]
+    assert command[3:][:len(config_flags(synthetic_data_dir)) + 2 + len(extra)] == [
+        *config_flags(synthetic_data_dir), f"--workdir={workdir}", "--mode=train", *extra]
     assert second["stdout"] == ""
-    launch(workdir, synthetic_data_dir, processes=1, mode="train")
-    np.testing.assert_allclose(_losses(workdir), _losses(runs["dirs"]["one"]), rtol=RTOL_FLOAT64)
 
-
-def test_a_killed_process_stops_the_other_and_the_run_resumes(runs, tmp_path, synthetic_data_dir):
-    """Process 1 killed (SIGKILL) after step 2's save started: process 0 stops within the
-    heartbeat timeout with one line naming process 1 and a non-zero exit, instead of waiting on
-    it; the run resumes from the last complete checkpoint to the uninterrupted run's losses."""
-    workdir = str(tmp_path / "sigkill")
-    procs, logs = start(workdir, synthetic_data_dir, processes=2, mode="train", pause_after={1: 2},
-                        extra=("--config.train.checkpoint_every_steps=1", "--heartbeat_timeout_s=15"))
+    procs, logs = start(workdir, synthetic_data_dir, processes=2, mode="train", extra=extra, pause_after={1: 2})
     _wait_until_paused(procs, logs, (1,))
     procs[1].kill()
     killed = time.monotonic()
@@ -338,9 +339,12 @@ def test_a_killed_process_stops_the_other_and_the_run_resumes(runs, tmp_path, sy
     # The heartbeat timeout (15 s) and the time to exit, with room for a loaded machine.
     assert time.monotonic() - killed < 120
     errors = [line for line in first["stderr"].splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: lost process 1 of 2 "), first["stderr"][-3000:]
+    assert errors == ["error: lost process 1 of 2 (it ended or stopped responding), so process 0 stops "
+                      "too; rerun the same command on every process to resume from the last checkpoint"], \
+        first["stderr"][-3000:]
     assert first["stderr"].rstrip().endswith(errors[0]), first["stderr"][-3000:]
     assert checkpointing.newest_step(workdir) in (1, 2)  # step 2's save may not have completed
+
     launch(workdir, synthetic_data_dir, processes=1, mode="train")
     np.testing.assert_allclose(_losses(workdir), _losses(runs["dirs"]["one"]), rtol=RTOL_FLOAT64)
 
