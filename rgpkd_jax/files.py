@@ -164,6 +164,25 @@ def failure_recorded(what: str, failures: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def nothing_kept_on_write_failure(directory: str, what: str) -> Iterator[None]:
+    """When the block fails with an OSError (a disk that fills midway), removes the files it added
+    to ``directory`` (and the folder, if that leaves it empty) and raises one error naming the
+    folder and the cause: a part of the outputs is never left to be taken for all of them."""
+    before = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+    try:
+        yield
+    except OSError as e:
+        added = set(os.listdir(directory)) - before if os.path.isdir(directory) else set()
+        for name in added:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, name))
+        with contextlib.suppress(OSError):  # kept when it holds anything else
+            os.rmdir(directory)
+        raise OSError(f"could not write {what} into {directory} ({e.strerror or e}); the files written "
+                      "there so far were removed: free some space (or choose another folder) and rerun") from e
+
+
+@contextlib.contextmanager
 def no_new_empty_folders_on_failure(*folders: str | os.PathLike) -> Iterator[None]:
     """When the block raises, removes those of ``folders`` that it created and left empty
     (deepest first; ``os.rmdir`` removes nothing else): an error before any output leaves no

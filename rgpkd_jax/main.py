@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
+import sys
 
 from absl import app, flags, logging
 
@@ -40,6 +42,9 @@ _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "with --config.distributed: host:port of process 0's coordinator.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "with --config.distributed: how many processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "with --config.distributed: this process's index.")
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "heartbeat_timeout_s", 100, "with --config.distributed: seconds without a heartbeat after which a "
+    "process counts as lost and the others stop (docs/multihost.md).")
 
 
 def main(argv):
@@ -63,7 +68,9 @@ def main(argv):
     preflight.check_run(config, mode)  # before any data, weights or workdir file
     import jax
     if config.distributed:
-        jax.distributed.initialize(**explicit)
+        from rgpkd_jax import sharding
+        _c_stdout_to_stderr()
+        sharding.start_distributed(_HEARTBEAT_TIMEOUT.value, **explicit)
     logging.debug("config:\n%s", config)  # run_info.json holds it too
     primary = jax.process_index() == 0  # only process 0 prints; every process logs
 
@@ -71,12 +78,44 @@ def main(argv):
     # An error before any output (bad data, no checkpoint) leaves no empty workdir behind.
     with files.no_new_empty_folders_on_failure(workdir, os.path.join(workdir, "checkpoints"),
                                                os.path.join(workdir, predict.PREDICTIONS_DIR)):
-        result, lines, workdir, outputs = _run_mode(config, workdir, mode)
+        result, lines, workdir, outputs = _run_mode_of_all(config, workdir, mode)
     if primary:
         print("\n".join(lines + _written(workdir, outputs, result.get("unwritten", {}))), flush=True)
     if result.get("unwritten"):  # the results are printed above; say once what is missing
         missing = "; ".join(f"{what} ({why})" for what, why in result["unwritten"].items())
         raise OSError(f"could not write {missing}; the results above were computed but not saved there")
+
+
+def _c_stdout_to_stderr() -> None:
+    """Sends what C++ libraries write to the process's stdout (gloo, the CPU collectives of many
+    processes, reports each connection there from its own threads, amid our lines) to stderr with
+    the logs; Python's ``sys.stdout``, what this program prints, keeps the real stdout."""
+    sys.stdout.flush()
+    printed = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(printed, "w", buffering=1)
+
+
+def _run_mode_of_all(config, workdir: str, mode: str):
+    """`_run_mode`; with many processes, an error after another process was lost is one line
+    naming it, and the process ends at once (its exit would wait for the lost one)."""
+    from rgpkd_jax import sharding
+    try:
+        return _run_mode(config, workdir, mode)
+    except sharding.ProcessLostError as error:
+        _end_now(error)
+    except Exception:
+        if not (lost := sharding.processes_lost_after_error()):
+            raise
+        _end_now(sharding.ProcessLostError(lost))
+
+
+def _end_now(error: Exception) -> None:
+    """Prints ``error`` as the one line and ends the process without waiting for the others."""
+    logging.debug("traceback of the error (shown with --verbosity=1)", exc_info=True)
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def _run_mode(config, workdir: str, mode: str) -> tuple[dict, list[str], str, list[str]]:
@@ -85,7 +124,7 @@ def _run_mode(config, workdir: str, mode: str) -> tuple[dict, list[str], str, li
 
     if mode in ("train", "train_eval"):
         result = train.train_and_evaluate(config, workdir, evaluate_after=(mode == "train_eval"))
-        lines = [train.format_progress(result)]
+        lines = [train.format_progress(result, shlex.join([sys.executable, "-m", "rgpkd_jax.main", *sys.argv[1:]]))]
         if "metrics" in result:
             lines.append(evaluate.format_summary(result))
         outputs = [os.path.join("checkpoints", ""), "run_info.json", "metrics.jsonl", evaluate.THRESHOLD_FILE]

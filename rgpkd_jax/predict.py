@@ -9,12 +9,14 @@ the checkpoint predict loads (`--mode threshold` recomputes it). A unified model
 categories) has a threshold per category and a global one: predict uses the global one unless
 `--threshold_category` names a category, and says which it used. Each run writes into a new folder
 `W/predictions/<UTC time>/`, so a rerun never overwrites an earlier one's results. An unreadable
-file is reported by name and skipped; the others' results are still written. Reading the images
+file is reported by name and skipped; the others' results are still written. A write that fails
+midway (a full disk) removes what the run had written and is one error. Reading the images
 and writing the results is `rgpkd_jax.deploy.scoring`, which the deployed (ONNX) predictor shares.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from rgpkd_jax import evaluate, files, model_setup, sharding
@@ -41,9 +43,11 @@ def predict_path(config, workdir: str, input_path: str, *, output_dir: str | Non
     evaluate.check_threshold(threshold, model, step, workdir)
     if primary and not output_dir:
         output_dir = files.new_run_dir(os.path.join(workdir, PREDICTIONS_DIR))
-    # Every process scores the images (the maps are gathered to all of them); process 0 writes.
-    return scoring.predict_files(input_path, config.dataset.image_size, evaluate.MapRunner(model, config),
-                                 value, output_dir or "", write=primary, threshold_source=source)
+    # Every process scores the images (the maps are gathered to all of them); process 0 writes,
+    # all of its outputs or none.
+    with files.nothing_kept_on_write_failure(output_dir, "the predictions") if primary else contextlib.nullcontext():
+        return scoring.predict_files(input_path, config.dataset.image_size, evaluate.MapRunner(model, config),
+                                     value, output_dir or "", write=primary, threshold_source=source)
 
 
 def format_summary(result: dict) -> str:

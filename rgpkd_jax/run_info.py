@@ -1,5 +1,5 @@
-"""``run_info.json``: the config and teacher a workdir's model was made with, and the check that
-evaluation, prediction and export build that same model."""
+"""``run_info.json``: the config and teacher a workdir's model was made with, and the checks that
+evaluation, prediction, export and a resumed training build that same model."""
 
 from __future__ import annotations
 
@@ -34,19 +34,40 @@ def training_config(config, workdir: str):
     if not os.path.exists(path):
         logging.warning("%s is missing: the model is built from the given config alone", path)
         return config
-    with open(path) as f:
-        trained = json.load(f)["config"]
-    used = config.to_dict()
-    keys = ["method", "teacher.arch", "dataset.image_size"] + [f"model.{k}" for k in sorted(
-        set(trained.get("model", {})) | set(used.get("model", {})))]
-    conflicts = [f"{key}={_lookup(used, key)!r} (trained with {_lookup(trained, key)!r})" for key in keys
-                 if key not in _COMPUTE_ONLY and _lookup(used, key) != _lookup(trained, key)]
-    if conflicts:
+    trained = _recorded_config(path)
+    if conflicts := _conflicts(config, trained):
         raise ConfigError(f"the config conflicts with the training config in {path}: "
                           f"{', '.join(conflicts)}; use the config and overrides the model was trained with")
     config = config.copy_and_resolve_references()
     config.seed = trained["seed"]
     return config
+
+
+def check_resume(config, workdir: str) -> None:
+    """A resumed training must build the model its checkpoint holds: the keys `training_config`
+    checks must equal those of the run that started it (`run_info.json`). Another shape would
+    fail to restore as a damaged checkpoint; another loss or option would silently train on."""
+    path = os.path.join(workdir, RUN_INFO)
+    if not os.path.exists(path):
+        return
+    if conflicts := _conflicts(config, _recorded_config(path)):
+        raise ConfigError(f"the config conflicts with the one this workdir's training started with "
+                          f"({path}): {', '.join(conflicts)}; resume with the config and overrides it "
+                          "started with, or train in a new --workdir")
+
+
+def _recorded_config(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)["config"]
+
+
+def _conflicts(config, trained: dict) -> list[str]:
+    """``key=value (trained with value)`` for each model-shaping key that differs."""
+    used = config.to_dict()
+    keys = ["method", "teacher.arch", "dataset.image_size"] + [f"model.{k}" for k in sorted(
+        set(trained.get("model", {})) | set(used.get("model", {})))]
+    return [f"{key}={_lookup(used, key)!r} (trained with {_lookup(trained, key)!r})" for key in keys
+            if key not in _COMPUTE_ONLY and _lookup(used, key) != _lookup(trained, key)]
 
 
 def _lookup(tree: dict, dotted: str):

@@ -88,6 +88,8 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
     make_iterator = data_source or (lambda: pipeline.train_iterator(
         config, seed=config.seed, shard_index=jax.process_index(), shard_count=jax.process_count()))
     try:  # a resumed run rebuilds the teacher its checkpoint records (docs/checkpoints.md)
+        if step:
+            run_info.check_resume(config, workdir)
         model, teacher_info = model_setup.setup_model(config, restoring=(manager, step) if step else None)
         schedule = optim.make_schedule(tc, total_steps, steps_per_epoch)
         graphdef, state, frozen = train_state.split(model, tc, schedule)
@@ -116,15 +118,24 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
     writer = metric_writer.MetricWriter(workdir, total_steps, step, enabled=sharding.is_primary())
     stop_at = min(total_steps, step + tc.max_steps_this_run) if tc.max_steps_this_run else total_steps
     batches = sharding.DevicePrefetcher(data_iterator, mesh)
+    lost: list[int] = []
     try:
-        state = train_loop.run(make_train_step(graphdef, seed=config.seed), state, frozen, batches,
-                               start=step, stop=stop_at, device_cache=device_cache,
-                               hooks=_hooks(config, step, stop_at, steps_per_epoch, schedule, batches,
-                                            writer, manager, teacher_info))
+        with train_loop.stop_signal() as received:  # SIGTERM: save and stop (docs/multihost.md)
+            state = train_loop.run(make_train_step(graphdef, seed=config.seed), state, frozen, batches,
+                                   start=step, stop=stop_at, device_cache=device_cache,
+                                   hooks=_hooks(config, step, stop_at, steps_per_epoch, schedule, batches,
+                                                writer, manager, teacher_info, received))
         step = stop_at
+    except train_loop.Preempted as stop:
+        return {"step": stop.step, "total_steps": total_steps, "finished": False, "preempted": stop.signal_name}
+    except Exception as error:
+        if lost := sharding.processes_lost_after_error():
+            raise sharding.ProcessLostError(lost) from error
+        raise
     finally:
         writer.close()
-        manager.close()  # waits for the last save
+        if not lost:  # a save in flight would wait for the lost process forever
+            manager.close()  # waits for the last save
 
     model = train_state.merge(graphdef, state, frozen)["model"]
     if step < total_steps:
@@ -141,9 +152,10 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
 
 
 def _hooks(config, start: int, stop: int, steps_per_epoch: int, schedule, batches, writer, manager,
-           teacher_info: dict) -> list[train_loop.Hook]:
+           teacher_info: dict, stop_signal_received) -> list[train_loop.Hook]:
     """What `rgpkd_jax.train` does around each step, in this order: prefetch the next batch,
-    profile steps 3-5 (``profile_dir``), check the losses, log, save a checkpoint."""
+    profile steps 3-5 (``profile_dir``), check the losses, log, save a checkpoint, and at logging
+    steps stop after a save if ``stop_signal_received()`` on any process."""
     tc = config.train
     at_checkpoint = lambda s: train_loop.due(s, tc.checkpoint_every_steps, stop)  # noqa: E731
     at_log = lambda s: s % tc.log_every_steps == 0 or at_checkpoint(s)  # noqa: E731
@@ -165,12 +177,17 @@ def _hooks(config, start: int, stop: int, steps_per_epoch: int, schedule, batche
                               step_fields=lambda s: {"epoch": s / steps_per_epoch,
                                                      "learning_rate": float(schedule(s - 1))}),
         checkpoint,
+        train_loop.PreemptionStop(stop_signal_received, sharding.any_process, at_log, checkpoint),
     ]
 
 
-def format_progress(result: dict) -> str:
-    """The line the command line prints when training ends (finished or stopped to resume)."""
+def format_progress(result: dict, command: str) -> str:
+    """The line the command line prints when training ends (finished or stopped to resume);
+    ``command`` is the one that resumes it."""
     if result["finished"]:
         return f"training finished: step {result['step']} of {result['total_steps']}"
+    if "preempted" in result:
+        return (f"preempted ({result['preempted']}) at step {result['step']} of {result['total_steps']}: "
+                f"checkpoint saved; resume with: {command}")
     return (f"training stopped at step {result['step']} of {result['total_steps']} "
             "(train.max_steps_this_run); rerun the same command to resume")

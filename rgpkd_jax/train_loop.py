@@ -1,5 +1,6 @@
 """One training loop with hooks: a plain ``for`` over steps, and what happens around a step as hooks
-(data prefetch, profiling, the non-finite-loss stop, metric logging, checkpoints), as flax's
+(data prefetch, profiling, the non-finite-loss stop, metric logging, checkpoints, the stop on
+SIGTERM), as flax's
 ImageNet example runs clu's periodic actions around its loop.
 
 `run` is used by `train.train_and_evaluate` and by the sanity benchmark (`benchmarks/sanity`),
@@ -9,6 +10,9 @@ step's metrics (device arrays: reading one waits for the step).
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from typing import Callable, Iterator, Sequence
 
@@ -19,6 +23,14 @@ from absl import logging
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; training stopped and the last good checkpoint was kept."""
+
+
+class Preempted(Exception):
+    """A stop signal ended training at ``step`` after a checkpoint of that step was saved."""
+
+    def __init__(self, step: int, signal_name: str):
+        super().__init__(f"{signal_name} at step {step}")
+        self.step, self.signal_name = step, signal_name
 
 
 class Hook:
@@ -111,10 +123,13 @@ class Checkpoint(Hook):
 
     def after_step(self, step: int, state, metrics: dict) -> None:
         if self.is_due(step):
-            begin = time.perf_counter()
-            self.save(step, state)
-            self.save_s += time.perf_counter() - begin
-            self.last_saved = step
+            self.save_now(step, state)
+
+    def save_now(self, step: int, state) -> None:
+        begin = time.perf_counter()
+        self.save(step, state)
+        self.save_s += time.perf_counter() - begin
+        self.last_saved = step
 
 
 class LogMetrics(Hook):
@@ -141,3 +156,41 @@ class LogMetrics(Hook):
                                  "step_time_s": elapsed / self.window_steps, **self.window_fields()})
         self.writer.advance(self.window_steps)
         self.window_start, self.window_steps = time.perf_counter(), 0
+
+
+@contextlib.contextmanager
+def stop_signal(signum: int = signal.SIGTERM) -> Iterator[Callable[[], bool]]:
+    """While the block runs, ``signum`` only sets a flag (read with the yielded function) that
+    :class:`PreemptionStop` acts on; outside it the signal does what it did before (SIGTERM:
+    end the process). Only the main thread can take signals; elsewhere the flag stays down."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    received: list[int] = []
+    previous = signal.signal(signum, lambda sig, frame: received.append(sig))
+    try:
+        yield lambda: bool(received)
+    finally:
+        signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+
+
+class PreemptionStop(Hook):
+    """Stops training at the first step where ``is_due(step)`` after a stop signal reached any
+    process (docs/multihost.md, Preemption): ``any_process(received())`` gives every process the
+    same answer at the same step (a collective with many processes: done where the loop waits for
+    the step anyway, as the non-finite check). The step is saved with ``checkpoint`` unless it just
+    was, then :class:`Preempted` is raised (the caller waits for the save to finish). Put it after
+    the checkpoint hook."""
+
+    def __init__(self, received: Callable[[], bool], any_process: Callable[[bool], bool],
+                 is_due: Callable[[int], bool], checkpoint: Checkpoint, signal_name: str = "SIGTERM"):
+        self.received, self.any_process, self.is_due = received, any_process, is_due
+        self.checkpoint, self.signal_name = checkpoint, signal_name
+
+    def after_step(self, step: int, state, metrics: dict) -> None:
+        if not self.is_due(step) or not self.any_process(self.received()):
+            return
+        if self.checkpoint.last_saved != step:
+            self.checkpoint.save_now(step, state)
+        logging.warning("%s received: saved the checkpoint of step %d, stopping", self.signal_name, step)
+        raise Preempted(step, self.signal_name)

@@ -3,8 +3,10 @@
 Two trainings into one workdir interleave their checkpoints and metric records; the second
 is refused in one line instead (docs/architecture.md, Processes: process 0 takes the lock).
 A run killed without cleanup (SIGKILL, a crash) leaves its lock behind: a lock whose pid is no
-longer running on this host is taken over. A lock from another host cannot be checked and
-is reported with its host, so that the user removes it once that run has ended.
+longer running on this host is taken over, by one run at a time (`_take_over`). A lock from
+another host cannot be checked and is reported with its host, so that the user removes it once
+that run has ended. With many processes, process 0 takes the lock and all learn whether it was
+refused (`hold`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Iterator
 
 from absl import logging
 
-from rgpkd_jax import files
+from rgpkd_jax import files, sharding
 
 LOCK_FILE = "workdir.lock"
 
@@ -77,6 +79,28 @@ def _create(path: str, record: dict) -> bool:
     return True
 
 
+def _take_over(path: str, stale: dict, record: dict) -> bool:
+    """Replaces the lock ``stale`` (of a dead process) by ``record``; False when another run is
+    taking it over or already did. Two runs that found the same stale lock would each remove it,
+    the later one removing the other's new lock; so only the creator of ``<lock>.takeover``
+    (O_EXCL) replaces it, and only if it still holds ``stale``. A takeover file left by a taker
+    that died is removed, to be retried."""
+    guard = path + ".takeover"
+    if not _create(guard, record):
+        taker = _read_holder(guard)
+        if taker and taker.get("host") == record["host"] and isinstance(taker.get("pid"), int) \
+                and not _is_running(taker):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(guard)
+        return False
+    try:
+        if _read_holder(path) == stale:
+            os.remove(path)
+        return _create(path, record)
+    finally:
+        os.remove(guard)
+
+
 def acquire(workdir: str, mode: str) -> dict:
     """Takes ``<workdir>/workdir.lock`` for this process; returns the record it wrote.
 
@@ -98,8 +122,8 @@ def acquire(workdir: str, mode: str) -> dict:
         if host == record["host"] and isinstance(pid, int) and not _is_running(holder):
             logging.warning("taking over %s: its process %d (%s, started %s) is no longer running",
                             path, pid, holder.get("mode", "?"), holder.get("started", "?"))
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+            if _take_over(path, holder, record):
+                return record
             continue
         raise WorkdirBusyError(
             f"the workdir {workdir} is in use by pid {pid if pid is not None else '?'} on host "
@@ -118,12 +142,26 @@ def release(workdir: str, record: dict) -> None:
 
 @contextlib.contextmanager
 def hold(workdir: str, mode: str, *, enabled: bool = True) -> Iterator[None]:
-    """The lock held for the ``with`` block; ``enabled=False`` (processes other than 0) takes none."""
-    if not enabled:
-        yield
-        return
-    record = acquire(workdir, mode)
+    """The lock held for the ``with`` block by the process(es) ``enabled`` (process 0). All
+    processes call it together and learn whether it was refused, so that a refused run stops every
+    process with the same error instead of leaving the others waiting for process 0 in their first
+    collective (docs/multihost.md)."""
+    record, refusal = None, None
+    if enabled:
+        try:
+            record = acquire(workdir, mode)
+        except (WorkdirBusyError, OSError) as e:
+            refusal = e
+    outcomes = sharding.allgather_json(None if refusal is None else [isinstance(refusal, OSError), str(refusal)])
+    if refusal is not None:
+        raise refusal
+    if refused := next((outcome for outcome in outcomes if outcome), None):
+        if record is not None:
+            release(workdir, record)
+        is_os_error, message = refused
+        raise (OSError if is_os_error else WorkdirBusyError)(message)
     try:
         yield
     finally:
-        release(workdir, record)
+        if record is not None:
+            release(workdir, record)

@@ -222,6 +222,21 @@ def test_eval_with_a_config_that_differs_from_training_names_each_conflicting_ke
     assert model_setup.load_trained_model(config, workdir)[2] == 0
 
 
+def test_a_resume_with_another_model_config_names_each_changed_key(tmp_path, synthetic_data_dir):
+    """A changed loss would silently train on from the checkpoint's weights: refused."""
+    config = tiny_config("rd4ad", data_dir=synthetic_data_dir)
+    config.train.max_steps_this_run = 1
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(config, workdir, evaluate_after=False)
+    config.model.loss, config.model.conv_impl = "mse", "xla"  # conv_impl: how it computes, allowed
+    with pytest.raises(ConfigError) as error:
+        train.train_and_evaluate(config, workdir, evaluate_after=False)
+    message = str(error.value)
+    assert "\n" not in message and os.path.join(workdir, "run_info.json") in message
+    assert "model.loss='mse' (trained with 'cosine')" in message and "conv_impl" not in message
+    assert message.endswith("resume with the config and overrides it started with, or train in a new --workdir")
+
+
 def test_eval_predict_and_export_refuse_another_image_size(tmp_path, synthetic_data_dir):
     """The threshold is a quantile of scores at the training size and scores shift with the size
     (RGPKD would rebuild its bank at the new one): another size is refused, naming both."""

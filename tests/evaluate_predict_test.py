@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from PIL import Image
 from rgpkd_jax import evaluate, model_setup, predict, train, visualize
 from rgpkd_jax.data import pipeline, preprocess
 from rgpkd_jax.data.errors import DatasetError
+from rgpkd_jax.deploy import scoring
 from rgpkd_jax.metrics import summary
 from tests.data import fixtures
 from tests.helpers import make_unwritable, tiny_config
@@ -226,6 +228,33 @@ def test_each_predict_run_writes_its_own_folder(saved_workdir, tmp_path):
     with open(os.path.join(first["output_dir"], "predictions.json")) as f:
         assert [os.path.basename(r["file"]) for r in json.load(f)["predictions"]] == ["a.png"]
     assert sorted(os.listdir(second["output_dir"])) == ["b_heatmap.png", "predictions.csv", "predictions.json"]
+
+
+def test_a_disk_full_midway_through_predict_is_one_error_and_leaves_no_outputs(saved_workdir, tmp_path, monkeypatch):
+    config, workdir = saved_workdir
+    folder = tmp_path / "images"
+    folder.mkdir()
+    test_batch = next(iter(pipeline.test_batches(config, batch_size=3)))
+    for i, image in enumerate(np.asarray(evaluate.to_uint8(test_batch["image"]))):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    save_png, saved = scoring._save_png, []
+
+    def fills_the_disk(picture, path):
+        if saved:  # the second heat map finds the disk full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        save_png(picture, path)
+        saved.append(path)
+
+    monkeypatch.setattr(scoring, "_save_png", fills_the_disk)
+    predictions = os.path.join(workdir, predict.PREDICTIONS_DIR)
+    runs_before = set(os.listdir(predictions)) if os.path.isdir(predictions) else set()
+    with pytest.raises(OSError) as error:
+        predict.predict_path(config, workdir, str(folder))
+    message = str(error.value)
+    assert message.startswith(f"could not write the predictions into {predictions}{os.sep}")
+    assert "(No space left on device); the files written there so far were removed" in message
+    assert os.path.exists(os.path.dirname(saved[0])) is False  # the run's folder went with its heat map
+    assert set(os.listdir(predictions)) == runs_before
 
 
 def test_predict_into_an_unwritable_folder_fails_before_loading_the_model(saved_workdir, tmp_path, monkeypatch):

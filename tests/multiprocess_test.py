@@ -14,6 +14,9 @@ Runs, all RD4AD tiny on the synthetic dataset with a global batch of 16 (3 steps
   1 -> two: a copy of the finished `two -> 1` workdir evaluated again by 2 processes, then
             used by 2 processes to score two images (--mode=predict, into predictions/<UTC time>/)
 
+Further runs stop on purpose (SIGTERM, a killed process, a refused workdir lock) and resume; the
+uninterrupted `one` above is what their losses are compared with.
+
 Float64 (`JAX_ENABLE_X64=1`, `compute_dtype=float64`, plain SGD as in tests/train_test.py) keeps
 the two layouts' different summation orders at float64 rounding, so losses and parameters are
 compared with train_test's RTOL_FLOAT64; evaluation has no sums across devices and the same
@@ -24,7 +27,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +42,7 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from rgpkd_jax import checkpointing, evaluate, metric_writer, visualize
+from rgpkd_jax import checkpointing, evaluate, metric_writer, visualize, workdir_lock
 from rgpkd_jax.data import pipeline, synthetic
 from tests.helpers import tiny_config
 from tests.train_test import RTOL_FLOAT64
@@ -72,6 +77,17 @@ _AUDITED_MAIN = textwrap.dedent("""
             json.dump(sorted(seen), f)
     atexit.register(dump)
     sys.addaudithook(audit)
+    if os.environ.get("PAUSE_AFTER_STEP"):  # the stop tests: wait after that step's save for a signal
+        import time
+        from rgpkd_jax import train_loop
+        pause_after, agree = int(os.environ["PAUSE_AFTER_STEP"]), train_loop.PreemptionStop.after_step
+        def paused(self, step, state, metrics):
+            if step == pause_after:
+                open(os.environ["PAUSE_READY"], "w").close()
+                while not self.received():
+                    time.sleep(0.05)
+            agree(self, step, state, metrics)
+        train_loop.PreemptionStop.after_step = paused
     runpy.run_module("rgpkd_jax.main", run_name="__main__", alter_sys=True)
 """)
 
@@ -103,6 +119,14 @@ def launch(workdir: str, data_dir: str, *, processes: int, extra: tuple[str, ...
            mode: str = "train_eval") -> list[dict]:
     """Runs the command line in `processes` processes (4 CPU devices in all); returns per process
     its stdout, stderr and the workdir files it wrote (relative paths)."""
+    return finish(*start(workdir, data_dir, processes=processes, extra=extra, mode=mode))
+
+
+def start(workdir: str, data_dir: str, *, processes: int, extra: tuple[str, ...] = (),
+          mode: str = "train_eval", pause_after: dict[int, int] | None = None) -> tuple[list, str]:
+    """`launch`'s processes started: (the processes, the folder of their logs). Process i of
+    ``pause_after`` waits after step ``pause_after[i]``'s save until it receives SIGTERM (or is
+    killed), having created ``<logs>/ready<i>``."""
     os.makedirs(workdir, exist_ok=True)
     logs = os.path.join(os.path.dirname(workdir), os.path.basename(workdir) + f".logs.{time.time_ns()}")
     os.makedirs(logs)
@@ -112,6 +136,8 @@ def launch(workdir: str, data_dir: str, *, processes: int, extra: tuple[str, ...
         env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1",
                "XLA_FLAGS": f"--xla_force_host_platform_device_count={4 // processes}",
                "AUDIT_DIR": workdir, "AUDIT_OUT": os.path.join(logs, f"writes{i}.json")}
+        if pause_after and i in pause_after:
+            env.update(PAUSE_AFTER_STEP=str(pause_after[i]), PAUSE_READY=os.path.join(logs, f"ready{i}"))
         args = [*config_flags(data_dir), f"--workdir={workdir}", f"--mode={mode}", *extra]
         if processes > 1:
             env.update(JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
@@ -121,6 +147,12 @@ def launch(workdir: str, data_dir: str, *, processes: int, extra: tuple[str, ...
         with open(os.path.join(logs, f"out{i}"), "w") as out, open(os.path.join(logs, f"err{i}"), "w") as err:
             procs.append(subprocess.Popen([sys.executable, "-c", _AUDITED_MAIN, *args], cwd=REPO,
                                           env=env, stdout=out, stderr=err))
+    return procs, logs
+
+
+def finish(procs: list, logs: str, *, exit_codes: tuple[int, ...] | None = None) -> list[dict]:
+    """Waits for `start`'s processes (killed after TIMEOUT_S) and checks their exit codes (all 0
+    unless ``exit_codes``); returns `launch`'s results (no writes from a killed process)."""
     deadline = time.monotonic() + TIMEOUT_S
     try:
         codes = [p.wait(timeout=max(deadline - time.monotonic(), 1)) for p in procs]
@@ -134,9 +166,11 @@ def launch(workdir: str, data_dir: str, *, processes: int, extra: tuple[str, ...
         def read(name):
             with open(os.path.join(logs, name)) as f:
                 return f.read()
-        assert code == 0, f"process {i} of {processes} exited with {code}:\n{read(f'err{i}')[-6000:]}"
+        expected = 0 if exit_codes is None else exit_codes[i]
+        assert code == expected, f"process {i} of {len(procs)} exited with {code}:\n{read(f'err{i}')[-6000:]}"
+        written = os.path.exists(os.path.join(logs, f"writes{i}.json"))
         results.append({"stdout": read(f"out{i}"), "stderr": read(f"err{i}"),
-                        "writes": set(json.loads(read(f"writes{i}.json")))})
+                        "writes": set(json.loads(read(f"writes{i}.json"))) if written else set()})
     return results
 
 
@@ -169,20 +203,6 @@ def _flatten(tree, prefix=()) -> dict:
     if isinstance(tree, dict):
         return {k: v for key, sub in tree.items() for k, v in _flatten(sub, prefix + (key,)).items()}
     return {"/".join(map(str, prefix)): np.asarray(tree)}
-
-
-# gloo's connection report, "[Gloo] Rank R is connected to N peer ranks. Expected number of connected
-# peer ranks is : N", is written to stdout piece by piece from several threads, so two reports can
-# interleave anywhere between their pieces (seen: "3 is connected to 2 is connected to 3 peer ranks...").
-_GLOO_TEXTS = ("[Gloo] Rank ", " is connected to ", " peer ranks. Expected number of connected peer ranks is : ")
-
-
-def _printed(stdout: str) -> str:
-    """What the program printed, without gloo's connection reports: their fixed texts removed, the
-    numbers left between them form lines of digits only, which our programs never print."""
-    for text in _GLOO_TEXTS:
-        stdout = stdout.replace(text, "")
-    return "".join(line for line in stdout.splitlines(keepends=True) if not line.strip().isdigit())
 
 
 def _outside_checkpoints(writes: set[str]) -> set[str]:
@@ -251,20 +271,20 @@ def test_only_process_zero_writes_and_prints(runs):
     first, second = runs["two"]
     assert _outside_checkpoints(second["writes"]) == set(), second["writes"]
     assert {"metrics.jsonl", "run_info.json"} <= first["writes"]
-    assert _printed(second["stdout"]) == ""
+    assert second["stdout"] == ""
     assert f"training stopped at step 2 of {STEPS}" in first["stdout"]  # train.max_steps_this_run
     first, second = runs["again"]
     assert _outside_checkpoints(second["writes"]) == set(), second["writes"]
     assert set(OUTPUTS[1:]) <= first["writes"], first["writes"]
-    assert _printed(second["stdout"]) == ""
+    assert second["stdout"] == ""
     assert "image AUROC" in first["stdout"]
     dirs = runs["dirs"]  # the same results and files, in another workdir
-    assert _printed(first["stdout"]).replace(dirs["again"], dirs["two"]) == runs["two_to_one"][0]["stdout"]
+    assert first["stdout"].replace(dirs["again"], dirs["two"]) == runs["two_to_one"][0]["stdout"]
 
 
 def test_two_processes_predict_once(runs):
     first, second = runs["predict"]
-    assert second["writes"] == set() and _printed(second["stdout"]) == ""
+    assert second["writes"] == set() and second["stdout"] == ""
     # Files only: the write check opens the folder itself (O_TMPFILE) and leaves nothing there.
     written = {w for w in first["writes"] if not os.path.basename(w).startswith(".")
                and os.path.isfile(os.path.join(runs["dirs"]["again"], w))}
@@ -273,3 +293,72 @@ def test_two_processes_predict_once(runs):
     assert {os.path.basename(w) for w in written} == {
         "predictions.json", "predictions.csv", "0_heatmap.png", "1_heatmap.png"}, first["writes"]
     assert "scored 2 image(s), 0 unreadable" in first["stdout"]
+
+
+def _wait_until_paused(procs: list, logs: str, indices: tuple[int, ...]) -> None:
+    """Waits until `start`'s processes ``indices`` pause (their ready files exist)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while not all(os.path.exists(os.path.join(logs, f"ready{i}")) for i in indices):
+        ended = [i for i, p in enumerate(procs) if p.poll() is not None]
+        assert not ended and time.monotonic() < deadline, f"process(es) {ended} ended before pausing"
+        time.sleep(0.1)
+
+
+def test_a_preempted_run_resumes_and_a_lost_process_stops_the_other(runs, tmp_path, synthetic_data_dir):
+    """Three runs into one workdir, each resuming the one before:
+    1. 2 processes, SIGTERM to both after step 1 (as SLURM and preemptible machines send it):
+       both save step 1 and exit 0, and process 0 prints the command that resumes;
+    2. that command again, on both processes; process 1 is killed (SIGKILL) after step 2's save
+       started: process 0 stops within the heartbeat timeout with one line naming process 1 and
+       exit code 1, instead of waiting for it;
+    3. 1 process, from the last complete checkpoint to the end.
+    The losses are those of the uninterrupted run."""
+    workdir = str(tmp_path / "stopped")
+    extra = ("--config.train.checkpoint_every_steps=1", "--heartbeat_timeout_s=15")
+    procs, logs = start(workdir, synthetic_data_dir, processes=2, mode="train", extra=extra,
+                        pause_after={0: 1, 1: 1})
+    _wait_until_paused(procs, logs, (0, 1))
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    first, second = finish(procs, logs)
+    assert checkpointing.newest_step(workdir) == 1
+    prefix = f"preempted (SIGTERM) at step 1 of {STEPS}: checkpoint saved; resume with: "
+    line = first["stdout"].splitlines()[0]
+    assert line.startswith(prefix), first["stdout"]
+    command = shlex.split(line[len(prefix):])
+    assert command[:3] == [sys.executable, "-m", "rgpkd_jax.main"] and "--process_id=0" in command
+    assert command[3:][:len(config_flags(synthetic_data_dir)) + 2 + len(extra)] == [
+        *config_flags(synthetic_data_dir), f"--workdir={workdir}", "--mode=train", *extra]
+    assert second["stdout"] == ""
+
+    procs, logs = start(workdir, synthetic_data_dir, processes=2, mode="train", extra=extra, pause_after={1: 2})
+    _wait_until_paused(procs, logs, (1,))
+    procs[1].kill()
+    killed = time.monotonic()
+    first, _ = finish(procs, logs, exit_codes=(1, -signal.SIGKILL))
+    # The heartbeat timeout (15 s) and the time to exit, with room for a loaded machine.
+    assert time.monotonic() - killed < 120
+    errors = [line for line in first["stderr"].splitlines() if line.startswith("error:")]
+    assert errors == ["error: lost process 1 of 2 (it ended or stopped responding), so process 0 stops "
+                      "too; rerun the same command on every process to resume from the last checkpoint"], \
+        first["stderr"][-3000:]
+    assert first["stderr"].rstrip().endswith(errors[0]), first["stderr"][-3000:]
+    assert checkpointing.newest_step(workdir) in (1, 2)  # step 2's save may not have completed
+
+    launch(workdir, synthetic_data_dir, processes=1, mode="train")
+    np.testing.assert_allclose(_losses(workdir), _losses(runs["dirs"]["one"]), rtol=RTOL_FLOAT64)
+
+
+def test_a_refused_lock_stops_every_process_with_its_error(tmp_path, synthetic_data_dir):
+    """A live run holds the workdir (here: this test): process 0 is refused its lock, and process 1
+    stops at once with the same error instead of waiting for process 0 in its first collective."""
+    workdir = str(tmp_path / "held")
+    os.makedirs(workdir)
+    held = workdir_lock.acquire(workdir, "train")
+    try:
+        results = finish(*start(workdir, synthetic_data_dir, processes=2, mode="train"), exit_codes=(1, 1))
+    finally:
+        workdir_lock.release(workdir, held)
+    first, second = ([line for line in r["stderr"].splitlines() if line.startswith("error:")] for r in results)
+    assert len(first) == 1 and f"{workdir} is in use by pid {os.getpid()}" in first[0], results[0]["stderr"][-3000:]
+    assert second == first, results[1]["stderr"][-3000:]

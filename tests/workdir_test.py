@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -58,6 +59,44 @@ def test_a_recycled_pid_does_not_keep_a_dead_runs_lock(tmp_path):
     record = workdir_lock.acquire(str(tmp_path), "eval")
     assert record["mode"] == "eval"
     workdir_lock.release(str(tmp_path), record)
+
+
+def test_two_runs_taking_over_one_stale_lock_do_not_both_proceed(tmp_path, monkeypatch):
+    """Both runs judge the same lock stale; the second is held back right after that judgement
+    until the first has taken the lock over: it must then find the first's lock, not remove it."""
+    stale = {"pid": os.getpid(), "pid_start": 1, "host": workdir_lock.socket.gethostname(),
+             "mode": "train", "started": "2020-01-01T00:00:00+00:00"}  # a recycled pid: dead
+    (tmp_path / workdir_lock.LOCK_FILE).write_text(json.dumps(stale))
+    judged, first_done = threading.Event(), threading.Event()
+    is_running = workdir_lock._is_running
+
+    def judge_then_wait(holder):
+        running = is_running(holder)
+        if threading.current_thread().name == "second" and not judged.is_set():
+            judged.set()
+            first_done.wait(timeout=60)
+        return running
+
+    monkeypatch.setattr(workdir_lock, "_is_running", judge_then_wait)
+    outcomes = {}
+
+    def run(name):
+        try:
+            outcomes[name] = workdir_lock.acquire(str(tmp_path), name)
+        except workdir_lock.WorkdirBusyError as e:
+            outcomes[name] = e
+
+    second = threading.Thread(target=run, args=("second",), name="second")
+    second.start()
+    assert judged.wait(timeout=60)
+    run("first")
+    first_done.set()
+    second.join(timeout=60)
+    assert isinstance(outcomes["first"], dict), outcomes
+    assert isinstance(outcomes["second"], workdir_lock.WorkdirBusyError), outcomes
+    assert f"in use by pid {os.getpid()}" in str(outcomes["second"])
+    assert sorted(os.listdir(tmp_path)) == [workdir_lock.LOCK_FILE]  # no takeover file left
+    workdir_lock.release(str(tmp_path), outcomes["first"])
 
 
 def test_an_unwritable_workdir_is_reported_before_the_model_is_loaded(tmp_path, synthetic_data_dir, monkeypatch):

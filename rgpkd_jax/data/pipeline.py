@@ -46,7 +46,10 @@ Preparation: the first use prepares the dataset if it is not prepared yet (alway
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
+import os
 import time
 from typing import Iterator, Optional
 
@@ -70,14 +73,35 @@ def _dataset_config(config):
             dataset.get("manual_dir") or None)
 
 
+@contextlib.contextmanager
+def _preparing(data_dir_root: str, name: str, category: str) -> Iterator[None]:
+    """An exclusive lock (flock, released when the process ends however it ends) on the data dir's
+    ``.<name>-<category>.prepare.lock``: processes and leaderboard tasks that find the same
+    category unprepared prepare it one at a time (docs/multihost.md)."""
+    os.makedirs(data_dir_root, exist_ok=True)
+    with open(os.path.join(data_dir_root, f".{name}-{category}.prepare.lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.info("waiting for another process preparing %s/%s in %s", name, category, data_dir_root)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 def prepared_builder(config) -> tfds.core.DatasetBuilder:
-    """The config's builder, prepared now if it was not; a prepared one whose manual dir changed
-    since is refused (`data_lib.check_source_unchanged`)."""
+    """The config's builder, prepared now if it was not (by one process at a time); a prepared one
+    whose manual dir changed since is refused (`data_lib.check_source_unchanged`)."""
     name, category, data_dir, manual_dir = _dataset_config(config)
     builder = data_lib.get_builder(name, category, data_dir=data_dir, manual_dir=manual_dir)
     if data_lib.is_prepared(builder):
         data_lib.check_source_unchanged(builder, manual_dir)
-    else:
+        return builder
+    with _preparing(os.fspath(builder.data_dir_root), name, category):
+        # Built again: another process may have prepared it while this one waited.
+        builder = data_lib.get_builder(name, category, data_dir=data_dir, manual_dir=manual_dir)
+        if data_lib.is_prepared(builder):
+            data_lib.check_source_unchanged(builder, manual_dir)
+            return builder
         logging.info("preparing %s/%s in %s (once: later runs read the prepared records)",
                      name, category, builder.data_dir_root)
         if logging.get_verbosity() < logging.DEBUG:
