@@ -14,6 +14,9 @@ from rgpkd_jax.config_files import ConfigError
 RUN_INFO = "run_info.json"
 # How a model is computed, not what it is: free to differ between training and evaluation.
 _COMPUTE_ONLY = ("model.conv_impl", "model.compute_dtype")
+# What a resumed training must read as before: the same dataset, categories (a unified run's union,
+# docs/unified.md) and their sampling. Evaluation may use other categories (a unified model on one).
+_RESUMED_DATA = ("dataset.name", "dataset.category", "dataset.sampling")
 
 
 def write(workdir: str, config, teacher_info: dict, **details) -> None:
@@ -50,7 +53,13 @@ def check_resume(config, workdir: str) -> None:
     path = os.path.join(workdir, RUN_INFO)
     if not os.path.exists(path):
         return
-    if conflicts := _conflicts(config, _recorded_config(path)):
+    trained = _recorded_config(path)
+    # and the same training data: a resumed iterator's position means nothing in another split
+    data_keys = [key for key in _RESUMED_DATA if _lookup(config.to_dict(), key) != _lookup(trained, key)
+                 and _lookup(trained, key) is not None]
+    conflicts = _conflicts(config, trained) + [
+        f"{key}={_lookup(config.to_dict(), key)!r} (trained with {_lookup(trained, key)!r})" for key in data_keys]
+    if conflicts:
         raise ConfigError(f"the config conflicts with the one this workdir's training started with "
                           f"({path}): {', '.join(conflicts)}; resume with the config and overrides it "
                           "started with, or train in a new --workdir")

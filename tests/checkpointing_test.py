@@ -229,11 +229,13 @@ def test_a_resume_with_another_model_config_names_each_changed_key(tmp_path, syn
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(config, workdir, evaluate_after=False)
     config.model.loss, config.model.conv_impl = "mse", "xla"  # conv_impl: how it computes, allowed
+    config.dataset.category = "grid+disc"  # another training split: the unified setting's union
     with pytest.raises(ConfigError) as error:
         train.train_and_evaluate(config, workdir, evaluate_after=False)
     message = str(error.value)
     assert "\n" not in message and os.path.join(workdir, "run_info.json") in message
     assert "model.loss='mse' (trained with 'cosine')" in message and "conv_impl" not in message
+    assert "dataset.category='grid+disc' (trained with 'grid')" in message
     assert message.endswith("resume with the config and overrides it started with, or train in a new --workdir")
 
 
