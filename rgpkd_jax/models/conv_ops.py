@@ -325,8 +325,8 @@ def _statistics_dtype(x):
 def _moments(x):
     """Per-channel mean and biased variance, the variance in two passes, mean((x - mean)^2), as
     PyTorch computes it: the one-pass E[x^2] - E[x]^2 loses log2(mean^2 / var) bits to
-    cancellation, which doubled the float32 gradient error of RD4AD at 128 px for one extra
-    read of x (docs/architecture.md, "Numerics: float32 gradients")."""
+    cancellation; the extra read of x costs nothing measurable (docs/architecture.md,
+    "Numerics: float32 gradients")."""
     axes = tuple(range(x.ndim - 1))
     x = x.astype(_statistics_dtype(x))
     mean = jnp.mean(x, axes)
