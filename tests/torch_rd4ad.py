@@ -97,6 +97,21 @@ class TorchOCBE18(nn.Module):
         return self.bn_layer(torch.cat([a, b, e[2]], 1))
 
 
+class TorchOCBE50(TorchOCBE18):
+    """Wide-ResNet50 OCBE: the same MFF with 4x the channels, OCE = 3 torchvision Bottlenecks
+    (width_per_group 128) from 3072 channels, stride 2; no unused conv4/bn4."""
+
+    def __init__(self):
+        nn.Module.__init__(self)
+        self.conv1, self.bn1 = _conv3x3(256, 512, 2), nn.BatchNorm2d(512)
+        self.conv2, self.bn2 = _conv3x3(512, 1024, 2), nn.BatchNorm2d(1024)
+        self.conv3, self.bn3 = _conv3x3(512, 1024, 2), nn.BatchNorm2d(1024)
+        downsample = nn.Sequential(nn.Conv2d(3072, 2048, 1, stride=2, bias=False), nn.BatchNorm2d(2048))
+        self.bn_layer = nn.Sequential(
+            torchvision_resnet.Bottleneck(3072, 512, 2, downsample, base_width=128),
+            *(torchvision_resnet.Bottleneck(2048, 512, base_width=128) for _ in range(2)))
+
+
 class TorchResNet18Taps(nn.Module):
     """A torchvision ResNet18 (random weights) that returns E1..E3, as the official encoder does."""
 

@@ -75,9 +75,11 @@ class XlaLayers:
         return nnx.Conv(in_features, out_features, kernel_size, **kwargs)
 
     def batch_norm(self, num_features: int, **kwargs) -> nnx.BatchNorm:
+        """Batch statistics with the two-pass variance, as `_moments` (docs/architecture.md,
+        "Numerics: float32 gradients")."""
         if self.unbiased_running_var:
-            return RunningVarBatchNorm(num_features, **kwargs)
-        return nnx.BatchNorm(num_features, **kwargs)
+            return RunningVarBatchNorm(num_features, use_fast_variance=False, **kwargs)
+        return nnx.BatchNorm(num_features, use_fast_variance=False, **kwargs)
 
     def deconv2x2(self, in_features: int, out_features: int, **kwargs) -> nnx.ConvTranspose:
         """A bias-free 2x2 stride-2 'VALID' transposed convolution: doubles H and W exactly."""
@@ -98,7 +100,8 @@ class CpuLayers(XlaLayers):
                         conv_general_dilated=CpuConv(self.chunk_kernel_gradients), **kwargs)
 
     def batch_norm(self, num_features: int, **kwargs) -> nnx.BatchNorm:
-        return BatchNorm(num_features, unbiased_running_var=self.unbiased_running_var, **kwargs)
+        return BatchNorm(num_features, unbiased_running_var=self.unbiased_running_var,
+                         use_fast_variance=False, **kwargs)
 
     def deconv2x2(self, in_features: int, out_features: int, **kwargs) -> nnx.ConvTranspose:
         return ConvTranspose2x2(in_features, out_features, (2, 2), strides=(2, 2), padding="VALID",
@@ -294,8 +297,8 @@ class BatchNorm(RunningVarBatchNorm):
     """`RunningVarBatchNorm` whose training-mode normalisation has a hand-written VJP.
 
     Same values, parameters and running statistics as `RunningVarBatchNorm` (statistics in at
-    least float32, fast variance). XLA:CPU's derivative of the library version runs the
-    normalisation's backward as several large element-wise passes with re-laid-out copies;
+    least float32, the variance in two passes: `_moments`). XLA:CPU's derivative of the library
+    version runs the normalisation's backward as several large element-wise passes with re-laid-out copies;
     `batch_norm_train` needs two: one reduction and one element-wise pass (benchmarks/NOTES.md,
     finding 7).
     """
@@ -320,11 +323,14 @@ def _statistics_dtype(x):
 
 
 def _moments(x):
+    """Per-channel mean and biased variance, the variance in two passes, mean((x - mean)^2), as
+    PyTorch computes it: the one-pass E[x^2] - E[x]^2 loses log2(mean^2 / var) bits to
+    cancellation; the extra read of x costs nothing measurable (docs/architecture.md,
+    "Numerics: float32 gradients")."""
     axes = tuple(range(x.ndim - 1))
     x = x.astype(_statistics_dtype(x))
     mean = jnp.mean(x, axes)
-    var = jnp.maximum(jnp.mean(jnp.square(x), axes) - jnp.square(mean), 0.0)
-    return mean, var
+    return mean, jnp.mean(jnp.square(x - mean), axes)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))

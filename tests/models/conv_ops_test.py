@@ -137,7 +137,7 @@ def test_batch_norm_keeps_float64_statistics():
 
 # Running variance against torch: after k updates it is a convex combination of the initial 1 and
 # k batch variances. Each batch variance is computed in float32 over n = 4*5*6 = 120 values per
-# channel (ours as E[x^2] - E[x]^2, torch two-pass): rounding error about log2(n) * eps32 *
+# channel (both two-pass, mean((x - mean)^2)): rounding error at most about log2(n) * eps32 *
 # (1 + mean^2/var) = 7 * 1.2e-7 * 1.12 ~ 1e-6 relative (inputs 3 * N(0, 1) + 1: mean^2/var ~ 1/9).
 # RUNNING_VAR_RTOL = 1e-5 leaves a 10x margin, and is 400x below the n/(n-1) effect being tested
 # (0.1 * var/(n - 1) / running var ~ 4e-3 after one update).
