@@ -99,13 +99,13 @@ def run_benchmark(output_dir: str, variants: Sequence[Variant], categories: Sequ
                   settings: Settings, *, config_dir: str, data_dir: str = "", arrays_dir: str = "",
                   setting_names: Sequence[str] = SETTINGS, log: Callable[[str], None] = print) -> dict:
     """Runs every (variant, setting, category, seed) not yet in ``sanity_runs.jsonl``, then writes the tables."""
+    jobs = _jobs(variants, categories, seeds, setting_names)
     os.makedirs(output_dir, exist_ok=True)
     arrays_dir = arrays_dir or os.path.join(output_dir, "arrays")
     runs_path = os.path.join(output_dir, RUNS_FILE)
     done = {(r["variant"], r["config_key"]) for r in files.read_json_lines(runs_path)}
     splits: dict[str, tuple] = {}
     compiled: dict = {}
-    jobs = _jobs(variants, categories, seeds, setting_names)
     for number, (variant, setting, category, seed) in enumerate(jobs, 1):
         config = make_config(variant, category, seed, settings, config_dir=config_dir, data_dir=data_dir)
         if (variant.name, config_key(config)) in done:
