@@ -13,6 +13,7 @@ from typing import Sequence
 
 from absl import flags
 
+from rgpkd_jax.data import unified
 from rgpkd_jax.models import list_methods
 
 
@@ -23,6 +24,15 @@ def define_methods(what: str) -> None:
 
 def define_seeds(default: Sequence[int], what: str) -> None:
     flags.DEFINE_list("seeds", [str(s) for s in default], f"Seeds, a comma list of whole numbers: {what}.")
+
+
+def define_settings(unified_means: str) -> None:
+    flags.DEFINE_list("settings", list(unified.SETTINGS), f"Settings (docs/unified.md): {unified.PER_CATEGORY}, one "
+                      f"model per category; {unified.UNIFIED}, {unified_means}.")
+
+
+def check_settings(settings: Sequence[str]) -> None:
+    check_choices("settings", settings, unified.SETTINGS)
 
 
 def define_overrides() -> None:

@@ -1,16 +1,19 @@
 """Sanity check between methods on the embedded synthetic data: every registered method and every
-RGPKD variant, same random ResNet18 teacher, same data, several seeds; mean +- std over categories x seeds.
+RGPKD variant, same random ResNet18 teacher, same data, several seeds, in both settings (one model
+per category, and one unified model on all the chosen categories); mean +- std over categories x seeds.
 
     python -m benchmarks.sanity --output_dir workdirs/sanity                    # 128 px, 20 epochs, 3x3
     python -m benchmarks.sanity --output_dir workdirs/sanity_small --categories=grid --seeds=0 \\
-        --epochs=2 --image_size=64 --variants=rd4ad,rgpkd                        # a few CPU minutes
+        --epochs=2 --image_size=64 --variants=rd4ad,rgpkd --settings=per_category  # a few CPU minutes
 
 A **random** teacher makes these numbers meaningless as results on real data; what they check is
 that every method separates the synthetic defects at least as a plain RD4AD does (docs/rgpkd.md
 "Sanity check"). Never quote them as accuracy.
 
 Unlike `rgpkd_jax.train` it keeps the data in memory, shuffles with numpy (`seed`, a fresh
-permutation per epoch, last partial batch dropped as the pipeline does) and writes no checkpoints.
+permutation per epoch, of the union in the unified setting, last partial batch dropped as the
+pipeline's natural sampling does) and writes no checkpoints. A unified RGPKD model also reports how
+often its top-1 prompt comes from the image's own category (docs/unified.md).
 Every finished run is one line of `<output_dir>/sanity_runs.jsonl` (a rerun resumes); the tables
 are `sanity.json` and `sanity.md` beside it.
 """
@@ -33,6 +36,8 @@ def define_flags() -> None:
     flags.DEFINE_list("variants", list(variants.VARIANT_NAMES), "Which variants (rows), in this order: every "
                       f"registered method, the baseline and RGPKD's ablations: {variants.VARIANT_NAMES}.")
     flags.DEFINE_list("categories", list(synthetic.CATEGORIES), "Synthetic categories.")
+    common_flags.define_settings("one model on the union of the --categories' training splits (two or more), "
+                                 "scored on each category's test split alone")
     common_flags.define_seeds([0, 1, 2], "model init, random teacher, data order")
     flags.DEFINE_integer("epochs", benchmark.Settings.epochs, "Training epochs (60 training images: 3 steps of "
                          "16 each).")
@@ -53,16 +58,18 @@ def main(argv):
         raise ValueError("--output_dir is required: where the runs and tables go")
     chosen = variants.select(f.variants)
     common_flags.check_choices("categories", f.categories, synthetic.CATEGORIES)
+    common_flags.check_settings(f.settings)
     seeds = common_flags.whole_numbers(f.seeds, "seeds")
     if f.image_size % 32:
         raise ValueError(f"--image_size={f.image_size}: RGPKD needs a multiple of 32")
     settings = benchmark.Settings(epochs=f.epochs, image_size=f.image_size, batch_size=f.batch_size,
                                   overrides=tuple(f.overrides))
     if f.table_only:
-        benchmark.write_tables(f.output_dir, chosen, f.categories, seeds, settings, config_dir=f.config_dir)
+        benchmark.write_tables(f.output_dir, chosen, f.categories, seeds, settings, config_dir=f.config_dir,
+                               setting_names=f.settings)
     else:
         benchmark.run_benchmark(f.output_dir, chosen, f.categories, seeds, settings, config_dir=f.config_dir,
-                                data_dir=f.data_dir, arrays_dir=f.arrays_dir)
+                                data_dir=f.data_dir, arrays_dir=f.arrays_dir, setting_names=f.settings)
     print(f"wrote {tables.TABLE_STEM}.md and {tables.TABLE_STEM}.json to {os.path.abspath(f.output_dir)}",
           flush=True)
 

@@ -1,5 +1,6 @@
 """The sanity check's data: the embedded synthetic dataset's splits, decoded once and kept in memory
-(the splits are 101 images), and in-memory training batches shuffled as the pipeline shuffles."""
+(the splits are 101 images), the unified setting's union of several categories' training splits,
+and in-memory training batches shuffled as the pipeline shuffles."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from rgpkd_jax import files
-from rgpkd_jax.data import pipeline, preprocess
+from rgpkd_jax.data import pipeline, preprocess, unified
 from rgpkd_jax.deploy.images import to_uint8
 
 
@@ -37,6 +38,22 @@ def load_split(config, split: str, arrays_dir: str) -> dict[str, np.ndarray]:
     arrays["image"] = np.stack([preprocess.preprocess_image(Image.fromarray(u), size) for u in arrays["image"]])
     arrays["mask"] = arrays["mask"].astype(np.float32)
     return arrays
+
+
+def union_split(train_splits: dict[str, dict]) -> tuple[dict[str, np.ndarray], unified.UnionSource]:
+    """The categories' training splits one after another, as `unified.UnionSource` joins them: each
+    image's ``index`` becomes its union index (its category's offset + its index there), so RGPKD's
+    bank entries map back to their category through the returned union's offsets."""
+    categories = list(train_splits)
+    union = unified.UnionSource([train_splits[c]["image"] for c in categories], categories)
+    for category in categories:
+        if not np.array_equal(np.sort(train_splits[category]["index"]), np.arange(len(train_splits[category]["index"]))):
+            raise ValueError(f"synthetic/{category}: training indices are not 0..N-1; delete the cached arrays "
+                             "(--arrays_dir) and rerun")
+    arrays = {"image": np.concatenate([train_splits[c]["image"] for c in categories]),
+              "index": np.concatenate([train_splits[c]["index"] + offset
+                                       for c, offset in zip(categories, union.offsets)])}
+    return arrays, union
 
 
 def epoch_batches(train_data: dict, epochs: int, batch_size: int, seed: int):
