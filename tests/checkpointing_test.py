@@ -199,6 +199,8 @@ def test_a_threshold_of_another_checkpoint_is_refused_until_recomputed(tmp_path,
     predicted = run_module("rgpkd_jax.main", *command, "--mode=predict", f"--input={folder}")
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     out = predicted.stdout.splitlines()
+    assert out[0].startswith("decided with threshold of the training images: ")
+    out = out[1:]
     assert "scored 1 image(s), 0 unreadable" in out[0]
     output_dir = out[0].rsplit("results in ", 1)[1]
     assert out[1:] == ["wrote:", f"  {output_dir}/predictions.json", f"  {output_dir}/predictions.csv",

@@ -24,7 +24,6 @@ from absl import flags
 from benchmarks import REPO, common_flags
 from benchmarks.leaderboard import aggregate, jobs as jobs_lib
 from rgpkd_jax import cli, train
-from rgpkd_jax.data import unified
 
 MODES = ("run", "aggregate", "list")
 
@@ -62,8 +61,8 @@ def define_flags() -> None:
     common_flags.define_methods("to train and evaluate")
     flags.DEFINE_list("datasets", ["mvtec_ad"], "Datasets (TFDS builders of rgpkd_jax.data).")
     flags.DEFINE_list("categories", ["all"], "Categories of every dataset, or 'all'.")
-    flags.DEFINE_list("settings", list(unified.SETTINGS), "per_category: one model per category; unified: one "
-                      "model per dataset trained on all --categories at once, evaluated per category.")
+    common_flags.define_settings("one model per dataset trained on all --categories at once, evaluated per "
+                                 "category (needs two or more)")
     common_flags.define_seeds([0], "one job each")
     common_flags.define_overrides()
     flags.DEFINE_string("data_dir", "", "TFDS data dir (default: the config's; --tiny: <workdir>/tfds_data).")

@@ -120,7 +120,7 @@ def build_jobs(*, methods: Sequence[str], datasets: Sequence[str], category_name
     """Every job the flags ask for, sorted by name (the order `split` relies on): per category
     and/or (``settings``) one unified job per method, variant and seed."""
     common_flags.check_methods(methods)
-    common_flags.check_choices("settings", settings, unified.SETTINGS)
+    common_flags.check_settings(settings)
     if ablations and ablations_lib.METHOD not in methods:
         raise ValueError(f"--ablations varies {ablations_lib.METHOD}; add it to --methods")
     if not seeds:

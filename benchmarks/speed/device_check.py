@@ -67,7 +67,7 @@ def plan(output_dir: str, dry_run: bool) -> list[Step]:
     job_dir = os.path.join(output_dir, "job")
     # Every registered method, one synthetic category (a GPU run of the whole --tiny list would
     # spend the budget on compilations); the dry run: one method.
-    leaderboard = [python, "-m", "benchmarks.leaderboard", "--tiny", "--categories=grid",
+    leaderboard = [python, "-m", "benchmarks.leaderboard", "--tiny", "--categories=grid", "--settings=per_category",
                    f"--workdir={os.path.join(output_dir, 'leaderboard')}", *(["--methods=rd4ad"] if dry_run else [])]
     return [
         Step("tests", tests + (["--collect-only"] if dry_run else []), 130),

@@ -78,14 +78,24 @@ def _preparing(data_dir_root: str, name: str, category: str) -> Iterator[None]:
     """An exclusive lock (flock, released when the process ends however it ends) on the data dir's
     ``.<name>-<category>.prepare.lock``: processes and leaderboard tasks that find the same
     category unprepared prepare it one at a time (docs/multihost.md)."""
+    created = not os.path.isdir(data_dir_root)
     os.makedirs(data_dir_root, exist_ok=True)
-    with open(os.path.join(data_dir_root, f".{name}-{category}.prepare.lock"), "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logging.info("waiting for another process preparing %s/%s in %s", name, category, data_dir_root)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock
+    path = os.path.join(data_dir_root, f".{name}-{category}.prepare.lock")
+    try:
+        with open(path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logging.info("waiting for another process preparing %s/%s in %s", name, category, data_dir_root)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield  # closing the file releases the lock
+    except BaseException:
+        # A failed first preparation leaves nothing behind: no lock file, no data dir it made.
+        with contextlib.suppress(OSError):
+            os.remove(path)
+            if created:
+                os.rmdir(data_dir_root)
+        raise
 
 
 def prepared_builder(config) -> tfds.core.DatasetBuilder:

@@ -108,17 +108,18 @@ def test_the_same_flag_names_mean_the_same_thing_in_every_tool(tool_flags):
     assert {"benchmarks.leaderboard", "benchmarks.sanity", "benchmarks.speed", "benchmarks.export",
             "benchmarks.speed.complexity", "benchmarks.speed.memory_probe", "benchmarks.speed.aupro_timing",
             "benchmarks.speed.device_check", "benchmarks.metrics", "benchmarks.speed.job_timing",
-            "benchmarks.speed.input_pipeline"} == set(tools)
+            "benchmarks.speed.input_pipeline", "benchmarks.speed.bn_variance"} == set(tools)
     for tool, defined in tools.items():
         assert not {"method", "dataset", "category", "seed", "config_override", "output", "section",
                     "variant", "size"} & set(defined), tool
         for name, flag in defined.items():
             if flag["type"] == "comma separated list of strings":
                 assert name.endswith("s"), f"{tool} --{name}: list flags are plural"
-            if name in ("methods", "seeds", "overrides", "config_dir", "output_dir"):
+            if name in ("methods", "seeds", "overrides", "config_dir", "output_dir", "settings"):
                 assert flag["by"] == "benchmarks.common_flags", f"{tool} --{name} is not the shared flag"
-    assert all("output_dir" in tools[t] for t in tools if t != "benchmarks.speed.memory_probe"
-               and t != "benchmarks.speed.aupro_timing")
+    # the timing probes print their one row; the rest write files
+    assert all("output_dir" in tools[t] for t in tools if t not in (
+        "benchmarks.speed.memory_probe", "benchmarks.speed.aupro_timing", "benchmarks.speed.bn_variance"))
     assert all("overrides" in tools[t] for t in ("benchmarks.leaderboard", "benchmarks.sanity", "benchmarks.speed",
                                                   "benchmarks.export", "benchmarks.speed.memory_probe"))
 
