@@ -19,13 +19,15 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 
 import jax
 import numpy as np
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import anomaly_maps, checkpointing, files, model_setup, sharding, visualize, workdir_lock
+from rgpkd_jax import (anomaly_maps, checkpointing, files, model_setup, report_assets, sharding, visualize,
+                       workdir_lock)
 from rgpkd_jax import teacher as teacher_lib
 from rgpkd_jax.data import pipeline, unified
 from rgpkd_jax.deploy.images import size_hw, to_uint8
@@ -34,7 +36,8 @@ from rgpkd_jax.models import NOT_TRAINED
 
 METRICS_FILE = "eval_metrics.json"
 THRESHOLD_FILE = "threshold.json"
-OUTPUT_FILES = [METRICS_FILE, visualize.SHEET_FILE, visualize.CURVES_FILE]  # what an evaluation writes
+# what an evaluation writes
+OUTPUT_FILES = [METRICS_FILE, visualize.SHEET_FILE, visualize.CURVES_FILE, report_assets.ASSETS_DIR]
 
 
 def output_files(result: dict) -> list[str]:
@@ -102,8 +105,12 @@ def collect_test_predictions(model, config) -> dict[str, np.ndarray]:
     parts: dict[str, list] = {k: [] for k in ("map", "score", "mask", "label", "defect_type",
                                                "file_name", "image")}
     keep_images = config.eval.num_visualise > 0
-    for batch in pipeline.test_batches(config, batch_size=runner.batch_size):
-        maps, scores = runner(batch["image"])
+    timed_seconds, timed_images = 0.0, 0
+    for number, batch in enumerate(pipeline.test_batches(config, batch_size=runner.batch_size)):
+        start = time.perf_counter()
+        maps, scores = runner(batch["image"])  # numpy arrays: the batch is done
+        if number:  # the first batch may include compiling
+            timed_seconds, timed_images = timed_seconds + time.perf_counter() - start, timed_images + len(maps)
         parts["map"].append(maps)
         parts["score"].append(scores)
         parts["mask"].append(np.asarray(batch["mask"]) > 0)  # 0/1 after the pipeline's threshold
@@ -113,7 +120,20 @@ def collect_test_predictions(model, config) -> dict[str, np.ndarray]:
             parts["image"].append(to_uint8(batch["image"]))
     if not parts["map"]:
         raise ValueError(f"the test split of {config.dataset.name}/{config.dataset.category} is empty")
-    return {k: np.concatenate(v) for k, v in parts.items() if v}
+    predictions = {k: np.concatenate(v) for k, v in parts.items() if v}
+    predictions["inference"] = inference_speed(timed_images, timed_seconds, runner.batch_size)
+    return predictions
+
+
+def inference_speed(images: int, seconds: float, batch_size: int) -> dict:
+    """The test pass's throughput (maps and scores, on every device of the mesh; reading and
+    decoding the data excluded), over the batches after the first."""
+    devices = jax.devices()
+    speed = {"images": images, "seconds": seconds, "batch_size": batch_size, "device": devices[0].device_kind,
+             "device_count": len(devices)}
+    if not images:
+        return {**speed, "images_per_s": None, "why_none": "one batch only: its time includes compiling"}
+    return {**speed, "images_per_s": images / seconds}
 
 
 def protocol(config) -> dict:
@@ -231,10 +251,15 @@ def _evaluate_split(model, config, out_dir: str, *, teacher_info: dict | None, r
             threshold = _figure_threshold(run_workdir, model.model if isinstance(model, MapRunner) else model,
                                           category=config.dataset.category if trained_on else None)
             shown = visualize.pick_examples(predictions["label"], predictions["score"], ec.num_visualise)
+            curves = summary.metric_curves(  # once, for the figure and the report
+                predictions["map"], predictions["mask"] if "pixel_auroc" in metrics else None,
+                predictions["label"], predictions["score"], fpr_limit=ec.fpr_limit)
             with files.failure_recorded(f"the figures in {out_dir}", unwritten):
-                visualize.write_figures(predictions, metrics, config, out_dir, threshold=threshold,
+                visualize.write_figures(predictions, metrics, curves, config, out_dir, threshold=threshold,
                                         random_teacher=(teacher_info or {}).get("weights") == "random",
                                         sizes=pipeline.image_sizes(config, "test", shown))
+                report_assets.write(predictions, curves, out_dir, threshold=threshold, fpr_limit=ec.fpr_limit,
+                                    inference=predictions["inference"])
         _keep_unwritten(result, unwritten)
     return result
 

@@ -20,7 +20,6 @@ ONNX file carries the same in its metadata.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging as std_logging
 import os
@@ -30,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from rgpkd_jax import __version__, evaluate, files, model_setup, onnx_rewrite
+from rgpkd_jax import __version__, evaluate, files, model_setup, onnx_rewrite, provenance
 from rgpkd_jax.deploy import artefact
 from rgpkd_jax.deploy.images import size_hw
 
@@ -76,7 +75,7 @@ def describe(config, *, teacher_info: dict, step: int, threshold: dict) -> dict:
         "anomaly_map": {k: v for k, v in ec.items() if k not in _NOT_MAP_SETTINGS},
         "threshold": threshold, "teacher": teacher_info, "checkpoint_step": int(step),
         "batch_size": int(ec.batch_size),
-        "versions": _versions("rgpkd_jax", "jax", "jaxlib", "flax", "numpy"),
+        "versions": provenance.package_versions("rgpkd_jax", "jax", "jaxlib", "flax", "numpy"),
     }
 
 
@@ -154,7 +153,7 @@ def export_workdir(config, workdir: str, *, formats: Sequence[str] = artefact.FO
                 f.write(stablehlo_bytes(fn, config.dataset.image_size, platforms))
         else:
             description = {**base, "format": fmt, "opset": ONNX_OPSET,
-                           "versions": {**base["versions"], **_versions("jax2onnx", "onnx")}}
+                           "versions": {**base["versions"], **provenance.package_versions("jax2onnx", "onnx")}}
             data_files = write_onnx(onnx_model(fn, config.dataset.image_size, description), path)
         artefact.write(path, description, data_files=data_files)
         logging.info("wrote %s and its sidecar", path)
@@ -176,16 +175,6 @@ def load_stablehlo(path: str) -> tuple[jax.export.Exported, dict]:
                          "export it again with python -m rgpkd_jax.export") from None
     artefact.check_input_shape(description, exported.in_avals[0].shape, source=artefact.sidecar_path(path))
     return exported, description
-
-
-def _versions(*packages: str) -> dict[str, str]:
-    found = {}
-    for name in packages:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
 
 
 class _quiet_converter:

@@ -24,7 +24,7 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
-from rgpkd_jax import (checkpointing, evaluate, metric_writer, model_setup, optim, run_info, sharding,
+from rgpkd_jax import (checkpointing, evaluate, metric_writer, model_setup, optim, provenance, run_info, sharding,
                        teacher_cache, train_loop, train_state, workdir_lock)
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models import TRAINABLE
@@ -113,7 +113,7 @@ def _train_and_evaluate(config, workdir: str, *, evaluate_after: bool, data_sour
     run_info.write(
         workdir, config, teacher_info, num_train=num_train, steps_per_epoch=steps_per_epoch,
         total_steps=total_steps, devices=[str(d) for d in jax.devices()], teacher_cache=cache_mode,
-        process_count=jax.process_count(), conv_impl=model.conv_impl, jax_version=jax.__version__)
+        conv_impl=model.conv_impl, environment=provenance.environment())
 
     writer = metric_writer.MetricWriter(workdir, total_steps, step, enabled=sharding.is_primary())
     stop_at = min(total_steps, step + tc.max_steps_this_run) if tc.max_steps_this_run else total_steps

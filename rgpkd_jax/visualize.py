@@ -9,7 +9,6 @@ import numpy as np
 
 from rgpkd_jax import files
 from rgpkd_jax.deploy.images import overlay
-from rgpkd_jax.metrics import summary
 from rgpkd_jax.metrics.summary import METRIC_LABELS
 
 SHEET_FILE = "examples.png"
@@ -82,13 +81,12 @@ def example_sheet(predictions: dict, path: str, per_kind: int, *, threshold: flo
                          sizes=sizes), path)
 
 
-def curves_figure(predictions: dict, metrics: dict, path: str, fpr_limit: float) -> None:
-    """Image ROC, pixel precision-recall and PRO curves (the last two only with ground-truth masks:
-    ``metrics`` has the pixel metrics), labelled with the exact values of ``metrics``."""
+def curves_figure(curves: dict, metrics: dict, path: str, fpr_limit: float) -> None:
+    """Image ROC, pixel precision-recall and PRO curves (`summary.metric_curves`; the last two only
+    with ground-truth masks: ``metrics`` has the pixel metrics), labelled with the exact values of
+    ``metrics``."""
     plt = _pyplot()
     has_masks = "pixel_auroc" in metrics
-    curves = summary.metric_curves(predictions["map"], predictions["mask"] if has_masks else None,
-                                   predictions["label"], predictions["score"], fpr_limit=fpr_limit)
     fig, axes = plt.subplots(1, 3 if has_masks else 1, figsize=(15 if has_masks else 5, 4.5), squeeze=False)
     ax_roc = axes[0, 0]
     ax_roc.plot(curves["image_roc/fpr"], curves["image_roc/tpr"],
@@ -120,10 +118,11 @@ def _save(fig, path: str) -> None:
     _pyplot().close(fig)
 
 
-def write_figures(predictions: dict, metrics: dict, config, workdir: str, *, threshold: float | None = None,
-                  random_teacher: bool = False, sizes: dict[int, tuple[int, int]] | None = None) -> list[str]:
+def write_figures(predictions: dict, metrics: dict, curves: dict, config, workdir: str, *,
+                  threshold: float | None = None, random_teacher: bool = False,
+                  sizes: dict[int, tuple[int, int]] | None = None) -> list[str]:
     paths = [os.path.join(workdir, SHEET_FILE), os.path.join(workdir, CURVES_FILE)]
     example_sheet(predictions, paths[0], config.eval.num_visualise, threshold=threshold,
                   random_teacher=random_teacher, sizes=sizes)
-    curves_figure(predictions, metrics, paths[1], config.eval.fpr_limit)
+    curves_figure(curves, metrics, paths[1], config.eval.fpr_limit)
     return paths

@@ -14,7 +14,7 @@ import pytest
 import sklearn.metrics
 from PIL import Image
 
-from rgpkd_jax import evaluate, model_setup, predict, train, visualize
+from rgpkd_jax import evaluate, model_setup, predict, report_assets, train, visualize
 from rgpkd_jax.data import pipeline, preprocess
 from rgpkd_jax.data.errors import DatasetError
 from rgpkd_jax.deploy import scoring
@@ -58,6 +58,40 @@ def test_evaluation_writes_metrics_and_figures(saved_workdir):
     for name in (visualize.SHEET_FILE, visualize.CURVES_FILE):
         with Image.open(os.path.join(workdir, name)) as image:
             assert image.size[0] > 100 and image.size[1] > 100
+
+
+def test_evaluation_records_what_the_report_shows(saved_workdir):
+    """report_assets/: the gallery's images with their own scores and the run's threshold, the
+    curves whose areas are the metrics, thumbnails, and the test pass's speed."""
+    config, workdir = saved_workdir
+    result = evaluate.evaluate_checkpoint(config, workdir)
+    folder = os.path.join(workdir, report_assets.ASSETS_DIR)
+    with open(os.path.join(folder, report_assets.ASSETS_FILE)) as f:
+        assets = json.load(f)
+    predictions = evaluate.collect_test_predictions(model_setup.load_trained_model(config, workdir)[0], config)
+    scores = dict(zip(predictions["file_name"], predictions["score"]))
+    threshold = evaluate.read_threshold(workdir)["threshold"]
+    assert assets["threshold"] == threshold
+    expected = report_assets.gallery_picks(predictions["label"], predictions["score"])
+    assert [item["file_name"] for item in assets["gallery"]] == [predictions["file_name"][i] for i, _ in expected]
+    for item in assets["gallery"]:
+        assert item["score"] == pytest.approx(float(scores[item["file_name"]]), rel=1e-6)
+        assert item["decision"] == ("defective" if item["score"] > threshold else "good")
+        with Image.open(os.path.join(folder, item["file"])) as thumbnail:
+            assert thumbnail.format == "JPEG"
+            assert thumbnail.size == (2 * config.dataset.image_size + 2, config.dataset.image_size)
+    curves = assets["curves"]
+    for curve, metric in (("image_roc", "image_auroc"), ("pixel_roc", "pixel_auroc")):
+        x, y = curves[f"{curve}/fpr"], curves[f"{curve}/tpr"]
+        assert (x[0], x[-1], y[-1]) == (0.0, 1.0, 1.0)
+        # Thinned to CURVE_POINTS points of a monotone curve: between two kept points the full curve
+        # stays in their bounding box, so the area moves by at most sum(dx * dy) <= min(max dx, max dy).
+        bound = min(np.max(np.diff(x)), np.max(np.diff(y)))
+        assert abs(np.trapezoid(y, x) - result["metrics"][metric]) <= bound + 1e-9
+    assert max(curves["pro/fpr"]) == pytest.approx(config.eval.fpr_limit)
+    speed = assets["inference"]
+    assert speed["images"] == result["num_test_images"] - min(speed["batch_size"], result["num_test_images"])
+    assert (speed["images_per_s"] is None) == (speed["images"] == 0)
 
 
 def test_evaluation_rounds_image_scores_when_configured(saved_workdir, tmp_path):

@@ -26,7 +26,7 @@ from ml_collections import config_flags
 
 from benchmarks import common_flags
 from benchmarks.speed import harness, inputs, memory, timing
-from rgpkd_jax import cli, files
+from rgpkd_jax import cli, files, provenance
 from rgpkd_jax.models import count_params
 
 OUTPUT_FILE = "complexity.json"
@@ -45,7 +45,7 @@ def measure(config, *, warmup: int = 3, repeats: int = 20, train_steps: int = 10
     result = {"method": config.method, "image_size": size, "teacher_arch": config.teacher.arch,
               "params_trainable": params["trainable"], "params_frozen": params["frozen"],
               "device": device.device_kind, "platform": device.platform, "jax_version": jax.__version__,
-              "warmup": warmup, "repeats": repeats}
+              "environment": provenance.environment(), "warmup": warmup, "repeats": repeats}
     result.update(model.summary())  # e.g. RGPKD's prompt_bank_entries
 
     images = jax.device_put(inputs.random_images(FLOPS_BATCH_SIZE, size))

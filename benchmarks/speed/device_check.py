@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -27,7 +26,7 @@ from absl import flags
 
 from benchmarks import REPO, common_flags
 from benchmarks.speed import job_timing, report
-from rgpkd_jax import cli, files
+from rgpkd_jax import cli, files, provenance
 
 JSON_FILE, MARKDOWN_FILE = "device_check.json", "device_check.md"
 # Tests whose outcome depends on the backend: conv implementations, bfloat16 numerics, models.
@@ -117,12 +116,7 @@ def run_steps(steps: list[Step], log_dir: str, *, dry_run: bool) -> list[dict]:
 
 
 def environment() -> dict:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = provenance.package_versions(*PACKAGES)
     try:
         gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=30).stdout.strip()

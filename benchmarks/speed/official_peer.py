@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
 import sys
 import types
 
@@ -34,6 +33,7 @@ from scipy.ndimage import gaussian_filter
 
 from benchmarks import optional
 from benchmarks.speed import torch_peer
+from rgpkd_jax import provenance
 
 REQUIRED = ("torch",)  # what this module itself needs beyond ours; main.py and test.py import more
 REQUIRED_FILES = ("resnet.py", "de_resnet.py", "main.py", "test.py")
@@ -57,17 +57,6 @@ def check_dir(official_dir: str | None) -> str:
         raise OfficialCodeError(f"--official_dir={official_dir}: no {', '.join(missing)} there; give a "
                                 f"checkout of the official RD4AD code ({CLONE_HINT})")
     return path
-
-
-def git_commit(path: str) -> str:
-    """The checkout's commit ('+ local changes' when its files differ), or 'unknown commit'."""
-    def git(*args):
-        return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True)
-    head = git("rev-parse", "HEAD")
-    if head.returncode:
-        return "unknown commit"
-    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-    return head.stdout.strip()[:12] + (" + local changes" if dirty else "")
 
 
 def import_official(official_dir: str | None) -> types.SimpleNamespace:
@@ -101,11 +90,11 @@ def import_official(official_dir: str | None) -> types.SimpleNamespace:
 
 
 def version_info(code: types.SimpleNamespace) -> dict[str, str]:
-    return {"official_rd4ad": git_commit(code.path), **torch_peer.torch_versions()}
+    return {"official_rd4ad": provenance.git_commit(code.path), **torch_peer.torch_versions()}
 
 
 def label(code: types.SimpleNamespace) -> str:
-    return f"official RD4AD @ {git_commit(code.path)}"
+    return f"official RD4AD @ {provenance.git_commit(code.path)}"
 
 
 def import_all() -> None:

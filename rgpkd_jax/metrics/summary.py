@@ -147,7 +147,7 @@ def compute_metrics(maps, masks, labels, scores=None, defect_types: Sequence[str
     return results
 
 
-def _thin(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+def thin(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     """At most ``max_points`` evenly spaced points of a curve, both end points kept (for plots)."""
     if x.size <= max_points:
         return x, y
@@ -166,13 +166,13 @@ def metric_curves(maps, masks, labels, scores=None, *, fpr_limit: float = aupro_
     """
     maps, labels, scores = _prepare(maps, labels, scores)
     curves = {}
-    curves["image_roc/fpr"], curves["image_roc/tpr"] = _thin(*roc_curve(scores, labels, what="image"), max_points)
+    curves["image_roc/fpr"], curves["image_roc/tpr"] = thin(*roc_curve(scores, labels, what="image"), max_points)
     if masks is None:
         return curves
     masks = ranking.as_binary(masks, "ground-truth masks")
     pixels = ranking.rank(maps, masks, what="pixel")
-    curves["pixel_roc/fpr"], curves["pixel_roc/tpr"] = _thin(*pixels.roc_curve(), max_points)
-    curves["pixel_pr/recall"], curves["pixel_pr/precision"] = _thin(*pixels.precision_recall_curve(), max_points)
-    curves["pro/fpr"], curves["pro/pro"] = _thin(
+    curves["pixel_roc/fpr"], curves["pixel_roc/tpr"] = thin(*pixels.roc_curve(), max_points)
+    curves["pixel_pr/recall"], curves["pixel_pr/precision"] = thin(*pixels.precision_recall_curve(), max_points)
+    curves["pro/fpr"], curves["pro/pro"] = thin(
         *aupro_lib.pro_curve(maps, masks, fpr_limit=fpr_limit, pixels=pixels), max_points)
     return curves
