@@ -6,6 +6,7 @@ are in benchmarks/README.md.
 - speed: ours against PyTorch peers (anomalib, the official RD4AD code), and the measuring tools
   it shares with `speed.complexity`, `speed.aupro_timing` and `speed.device_check`;
 - sanity: every registered method and RGPKD's ablations on the embedded synthetic data;
+- report: the static HTML report of a leaderboard workdir (docs/report.md);
 - export: our ONNX export against anomalib's under onnxruntime;
 - metrics: our evaluation metrics against scikit-learn's.
 

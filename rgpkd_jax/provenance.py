@@ -45,12 +45,26 @@ def git_commit(path: str) -> str:
     return head.stdout.strip()[:12] + (" + local changes" if dirty else "")
 
 
+def cpu_model() -> str:
+    """The host CPU's model name (Linux: /proc/cpuinfo), else the machine type: on a CPU backend the
+    device kind is only 'cpu'."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
-    """The devices (kind and count), Python, the packages' versions and this code's commit."""
+    """The devices (kind and count), the host CPU, Python, the packages' versions and this code's commit."""
     devices = jax.devices()
     return {
         "device": devices[0].device_kind, "platform": devices[0].platform, "device_count": len(devices),
-        "process_count": jax.process_count(), "python": platform.python_version(),
+        "process_count": jax.process_count(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
         "versions": package_versions(*PACKAGES),
         "commit": git_commit(os.path.dirname(os.path.abspath(__file__))),
     }

@@ -6,7 +6,7 @@
     python -m benchmarks.leaderboard --workdir workdirs/lb --settings=unified           # one model per dataset
     python -m benchmarks.leaderboard --workdir workdirs/tiny --tiny                    # CPU smoke run
     python -m benchmarks.leaderboard --workdir workdirs/lb --task_index=$I --num_tasks=$N  # one of N hosts
-    python -m benchmarks.leaderboard --workdir workdirs/lb --mode=aggregate             # tables only
+    python -m benchmarks.leaderboard --workdir workdirs/lb --mode=aggregate             # tables and report only
 
 Each job writes into its own `<workdir>/jobs/...`; finished jobs are skipped on a rerun, failed ones
 are recorded (`error.json`) and rerun with `--retry_failed`. Paths are relative to the working
@@ -23,6 +23,7 @@ from absl import flags
 
 from benchmarks import REPO, common_flags
 from benchmarks.leaderboard import aggregate, jobs as jobs_lib
+from benchmarks.report import build as report
 from rgpkd_jax import cli, train
 
 MODES = ("run", "aggregate", "list")
@@ -78,6 +79,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_tasks", 1, "Tasks sharing the job list (e.g. a SLURM array's size).")
     flags.DEFINE_bool("retry_failed", False, "Rerun jobs that failed before.")
     flags.DEFINE_bool("plots", True, "Write one PNG per dataset beside the tables.")
+    flags.DEFINE_bool("report", True, "Write the HTML report (report/index.html) beside the tables "
+                      "(docs/report.md).")
 
 
 def main(argv):
@@ -113,6 +116,9 @@ def main(argv):
     board = aggregate.aggregate(root, f.output_dir, pending=pending, plots=f.plots)
     print(f"wrote leaderboard.md, leaderboard.csv, leaderboard.json, complexity.csv and {len(board['plots'])} "
           f"plot(s) to {f.output_dir or root} ({len(board['failed'])} failed, {len(pending)} pending jobs)", flush=True)
+    if f.report:
+        written = report.write_report(root, os.path.join(f.output_dir or root, report.REPORT_DIR), pending=pending)
+        print(report.summary_line(written), flush=True)
 
 
 if __name__ == "__main__":

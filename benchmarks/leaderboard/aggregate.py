@@ -84,17 +84,21 @@ def build_failed(entries: list[dict]) -> list[dict]:
              "file": e["path"]} for e in entries]
 
 
+def sorted_rows(rows: list[dict]) -> list[dict]:
+    """Rows by dataset, setting (per category first), the dataset's category order, method."""
+    order = {d: {c: i for i, c in enumerate(stats.dataset_categories(d, [r["category"] for r in rows if r["dataset"] == d]))}
+             for d in {r["dataset"] for r in rows}}
+    return sorted(rows, key=lambda r: (*stats.setting_order((r["dataset"], r["setting"])),
+                                       order[r["dataset"]][r["category"]], r["method_label"]))
+
+
 def aggregate(root: str, output_dir: str | None = None, *, pending: Sequence[str] = (),
               plots: bool = True) -> dict:
     """Reads `<root>/jobs` and writes the leaderboard files into `output_dir` (default `root`)."""
     output_dir = output_dir or root
     found = collect(root)
-    rows = stats.build_rows(found["results"])
+    rows = sorted_rows(stats.build_rows(found["results"]))
     summaries = stats.build_summaries(rows)
-    order = {d: {c: i for i, c in enumerate(stats.dataset_categories(d, [r["category"] for r in rows if r["dataset"] == d]))}
-             for d in {r["dataset"] for r in rows}}
-    rows.sort(key=lambda r: (*stats.setting_order((r["dataset"], r["setting"])), order[r["dataset"]][r["category"]],
-                             r["method_label"]))
     board = {
         "generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "workdir": os.path.abspath(root),

@@ -1,18 +1,21 @@
 """The leaderboard harness: job list, split, skip/retry, overrides, aggregation, published data.
 
 Aggregation is tested on fake job workdirs holding random metrics: every number of ours in the
-tables must trace back to those files, and means/stds must equal numpy's. The last test runs the
-real `--tiny` pipeline (three tiny trainings + complexity) end to end.
+tables must trace back to those files, and means/stds must equal numpy's. The last tests run the
+real `--tiny` pipeline (tiny trainings in both settings + complexity) end to end and open its HTML
+report in a real browser.
 """
 
 from __future__ import annotations
 
 import csv
+import html.parser
 import importlib
 import json
 import os
 import pkgutil
 import random
+import re
 import subprocess
 import sys
 
@@ -21,6 +24,9 @@ import pytest
 
 from benchmarks import ablations
 from benchmarks.leaderboard import aggregate, jobs as jobs_lib, published, stats, tables
+from benchmarks.report import browser
+from benchmarks.report import build as report_build
+from benchmarks.report import content as report_content
 from rgpkd_jax import files
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models import list_methods
@@ -523,11 +529,13 @@ def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
 TINY_CATEGORIES = ("grid", "disc")
 
 
-def test_tiny_end_to_end(tmp_path, synthetic_data_dir):
+@pytest.fixture(scope="module")
+def tiny_run(module_tmp_path, synthetic_data_dir):
     """The real pipeline: a tiny training (random teacher) and a complexity job per method, shared by
     two tasks running at once as two hosts would (the dataset prepared before them: they only read
     it), in both settings (a model per category, and one unified model for both categories), then
-    the tables."""
+    the tables and the report. Returns the workdir and the command (without the task flags)."""
+    tmp_path = module_tmp_path
     root = tmp_path / "tiny"
     for category in TINY_CATEGORIES:
         pipeline.prepared_builder(tiny_config("rd4ad", data_dir=synthetic_data_dir, category=category))
@@ -544,6 +552,12 @@ def test_tiny_end_to_end(tmp_path, synthetic_data_dir):
         assert task.wait(timeout=900) == 0, log.read_text()[-6000:]
     done = subprocess.run(command + ["--mode=aggregate"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"wrote the report" in done.stdout and str(root / "report" / "index.html") in done.stdout
+    return root
+
+
+def test_tiny_end_to_end(tiny_run):
+    root = tiny_run
     board = json.load(open(root / "leaderboard.json"))
     assert not board["failed"] and not board["pending"]
     assert sorted((r["method"], r["setting"], r["category"]) for r in board["rows"]) == sorted(
@@ -584,3 +598,138 @@ def test_tiny_end_to_end(tmp_path, synthetic_data_dir):
     # per method: one job per category, a unified one, a complexity one
     assert rerun.returncode == 0 and f"{4 * len(list_methods())} skipped_finished" in rerun.stdout
 
+
+
+class _Page(html.parser.HTMLParser):
+    """A report page's tables (by id: rows of cells, each its data-sort value or text), links and images."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.tables, self.links, self.images, self._table, self._cell = {}, [], [], None, None
+        self.text = open(path, encoding="utf-8").read()
+        self.feed(self.text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("id", f"table{len(self.tables)}"), [])
+        elif tag == "tr" and self._table is not None:
+            self._table.append([])
+        elif tag in ("td", "th") and self._table is not None and self._table:
+            self._cell = [attrs.get("data-sort"), ""]
+            self._table[-1].append(self._cell)
+        elif tag == "a" and "href" in attrs:
+            self.links.append(attrs["href"])
+        elif tag in ("img", "link", "script") and (attrs.get("src") or attrs.get("href")):
+            self.images.append(attrs.get("src") or attrs.get("href"))
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[1] += data
+
+
+def _report_pages(root) -> list:
+    return sorted((root / "report").glob("*.html"))
+
+
+def test_the_tiny_report_shows_the_leaderboard_s_numbers_and_links_only_to_its_own_files(tiny_run):
+    root = tiny_run
+    board = json.load(open(root / "leaderboard.json"))
+    pages = _report_pages(root)
+    # the index and a page per (setting, category)
+    assert sorted(p.name for p in pages) == sorted(["index.html"] + [
+        f"synthetic--{s}--{c}.html" for s in ("per_category", "unified") for c in TINY_CATEGORIES])
+    index = _Page(root / "report" / "index.html")
+    for setting in ("per_category", "unified"):
+        table = index.tables[f"summary--synthetic--{setting}"]
+        header = [text.strip() for _, text in table[0]]
+        shown = {row[0][1].replace("RT", "").strip(): row for row in table[1:]}
+        means = [s for s in board["summaries"] if (s["setting"], s["scope"]) == (setting, "mean")]
+        assert sorted(shown) == sorted(s["method_label"] for s in means)
+        for summary_ in means:
+            for metric, cell in summary_["metrics"].items():
+                column = header.index(stats.METRIC_LABELS[metric])
+                assert float(shown[summary_["method_label"]][column][0]) == cell["mean"], (setting, metric)
+    for page in pages:
+        parsed = _Page(page)
+        assert "Random teacher" in parsed.text.split("<main>")[0], page.name  # the banner, above everything
+        for target in parsed.links + parsed.images:
+            assert not target.startswith(("http:", "https:", "//")), (page.name, target)
+            local = target.split("#")[0]
+            assert not local or (root / "report" / local).is_file(), (page.name, target)
+    for page in pages[1:]:  # category pages: the curves of every method, each method's gallery
+        parsed = _Page(page)
+        assert parsed.text.count('<svg class="chart"') == 4
+        assert sum(src.startswith("img/") for src in parsed.images) >= len(list_methods()) * 2
+    for record in board["complexity"]:  # efficiency names the device each number was measured on
+        assert record["device"] in index.text and record["model"] in index.text
+    config_links = [link for link in index.links if link.startswith("configs/")]
+    assert len(config_links) == 4 * len(list_methods())  # every training job's config
+    assert json.load(open(root / "report" / config_links[0]))["method"] in list_methods()
+    size = sum(p.stat().st_size for p in (root / "report").rglob("*") if p.is_file())
+    assert size < 3 * 2**20, size  # thumbnails, not images: about 1 MB for 16 jobs
+
+
+ARTEFACTS = os.environ.get("RGPKD_JAX_ARTEFACTS", os.path.join(REPO, "workdirs", "artefacts"))
+
+
+@pytest.mark.parametrize("screen, width, height, mobile", [("desktop", 1280, 900, False), ("phone", 390, 844, True)])
+def test_the_tiny_report_opens_cleanly_in_a_real_browser(tiny_run, chromium, screen, width, height, mobile):
+    """Every page from file://: no console error, no network request, every image loaded, no table
+    overflowing a container that does not scroll, no sideways page; screenshots kept as artefacts."""
+    os.makedirs(ARTEFACTS, exist_ok=True)
+    problems = {}
+    with browser.Browser(chromium) as opened:
+        for page in _report_pages(tiny_run):
+            shot = None
+            if page.name == "index.html" or page.name == "synthetic--per_category--grid.html":
+                shot = os.path.join(ARTEFACTS, f"report_{screen}_{page.stem.replace('--', '_')}.png")
+            report = opened.check_page(str(page), width=width, height=height, screenshot=shot, mobile=mobile)
+            if report.problems():
+                problems[page.name] = report.problems()
+            assert any(url.endswith(page.name) for url in report.file_requests)
+    assert not problems, problems
+    assert os.path.getsize(os.path.join(ARTEFACTS, f"report_{screen}_index.png")) > 10_000
+
+
+def test_the_report_of_fake_jobs_marks_best_published_random_teacher_and_failures(fake_board, tmp_path):
+    root, board, _ = fake_board
+    written = report_build.write_report(root, str(tmp_path / "report"), pending=["x/y/z/seed0"])
+    index = _Page(written["index"])
+    table = index.tables["summary--mvtec_ad--per_category"]
+    header = [text.strip() for _, text in table[0]]
+    rows = {row[0][1].strip(): row for row in table[1:]}
+    means = {s["method_label"]: s for s in board["summaries"]
+             if (s["dataset"], s["setting"], s["scope"]) == ("mvtec_ad", "per_category", "mean")}
+    assert sorted(rows) == sorted(means)
+    for metric, label in stats.METRICS:
+        column = header.index(label)
+        best = max(s["metrics"][metric]["mean"] for s in means.values() if metric in s["metrics"])
+        for method, summary_ in means.items():
+            cell = summary_["metrics"][metric]
+            assert float(rows[method][column][0]) == cell["mean"]
+            if cell["diff_points"] is not None:  # the published number and Δ beside ours
+                assert f"pub {cell['published_percent']:g} Δ {cell['diff_points']:+.1f}" in rows[method][column][1]
+        marked = re.findall(rf'<td data-sort="([^"]+)" class=best>', index.text.split('id="summary--mvtec_ad--per_category"')[1].split("</table>")[0])
+        assert repr(best) in marked
+    assert {"summary--mvtec_ad--per_category--mean-textures", "summary--mvtec_ad--per_category--mean-objects"} <= set(index.tables)
+    assert "RuntimeError: out of memory" in index.text and "second line" not in index.text
+    assert "Pending: x/y/z/seed0" in index.text
+    assert "(mixed: the rows were evaluated differently)" in index.text  # the ablation's other mask threshold
+    report = tmp_path / "report"
+    bottle, synthetic = report / "mvtec_ad--per_category--bottle.html", report / "synthetic--per_category--grid.html"
+    assert "Random teacher" not in _Page(bottle).text and "Random teacher" in _Page(synthetic).text
+    assert "No curves recorded" in _Page(bottle).text and "No gallery recorded" in _Page(bottle).text
+
+
+def test_training_time_and_speed_come_from_the_logged_windows():
+    records = [{"step": 10, "step_time_s": 2.0}, {"step": 30, "step_time_s": 0.5}, {"step": 40, "step_time_s": 0.25}]
+    summary_ = report_content.training_summary(records, batch_size=8)
+    assert summary_["seconds"] == 10 * 2.0 + 20 * 0.5 + 10 * 0.25
+    assert summary_["images_per_s"] == pytest.approx(30 * 8 / (20 * 0.5 + 10 * 0.25))  # the compile window left out
+    assert report_content.training_summary(records[:1], batch_size=8)["images_per_s"] is None
+    assert report_content.training_summary([], batch_size=8) is None

@@ -108,7 +108,7 @@ def test_the_same_flag_names_mean_the_same_thing_in_every_tool(tool_flags):
     assert {"benchmarks.leaderboard", "benchmarks.sanity", "benchmarks.speed", "benchmarks.export",
             "benchmarks.speed.complexity", "benchmarks.speed.memory_probe", "benchmarks.speed.aupro_timing",
             "benchmarks.speed.device_check", "benchmarks.metrics", "benchmarks.speed.job_timing",
-            "benchmarks.speed.input_pipeline", "benchmarks.speed.bn_variance"} == set(tools)
+            "benchmarks.speed.input_pipeline", "benchmarks.speed.bn_variance", "benchmarks.report"} == set(tools)
     for tool, defined in tools.items():
         assert not {"method", "dataset", "category", "seed", "config_override", "output", "section",
                     "variant", "size"} & set(defined), tool
@@ -139,6 +139,8 @@ def test_every_entry_point_is_in_the_readme(tool_flags):
     ("benchmarks.speed.device_check", ["stray"], "error: unexpected arguments: stray"),
     ("benchmarks.speed.device_check", ["--steps=fly"], "error: --steps: unknown ['fly']"),
     ("benchmarks.export", ["--batch_sizes=one"], "error: --batch_sizes=one: give whole numbers"),
+    ("benchmarks.report", [], "error: --workdir is required"),
+    ("benchmarks.report", ["--workdir=nowhere"], "error: --workdir=nowhere holds no jobs/ folder"),
 ])
 def test_user_errors_are_one_line(tool, args, error, tmp_path):
     done = subprocess.run([sys.executable, "-m", tool, *args], cwd=tmp_path, capture_output=True, text=True,
