@@ -12,6 +12,7 @@ import pytest
 # suite at that default instead.
 os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
+from benchmarks.report import browser  # noqa: E402
 from tests.helpers import import_oracle  # noqa: E402 - after the precision is set
 
 # One persistent XLA compilation cache for the whole run (subprocesses inherit it): the suite
@@ -49,3 +50,20 @@ def torch():
 @pytest.fixture(scope="session")
 def torchvision():
     return import_oracle("torchvision")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The Chromium the HTML report's tests open pages in. Without one they skip, except on CI
+    (CI=true), where a missing browser must fail the run rather than skip what it checks."""
+    try:
+        executable = browser.find_chromium()
+    except browser.BrowserError as error:
+        reason = str(error)
+    else:
+        if executable is not None:
+            return executable
+        reason = f"no Chromium on PATH ({', '.join(browser.CHROMIUM_NAMES)})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; install it with: {browser.INSTALL_HINT}")
+    pytest.skip(reason)
