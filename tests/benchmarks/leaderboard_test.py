@@ -9,6 +9,7 @@ report in a real browser.
 from __future__ import annotations
 
 import csv
+import html
 import html.parser
 import importlib
 import json
@@ -27,6 +28,7 @@ from benchmarks.leaderboard import aggregate, jobs as jobs_lib, published, stats
 from benchmarks.report import browser
 from benchmarks.report import build as report_build
 from benchmarks.report import content as report_content
+from benchmarks.report import pages as report_pages
 from rgpkd_jax import files
 from rgpkd_jax.data import pipeline
 from rgpkd_jax.models import list_methods
@@ -520,7 +522,9 @@ def test_command_line_lists_jobs_and_aggregates(fake_board, tmp_path):
     out = tmp_path / "tables"
     subprocess.run(command[:4] + ["--mode=aggregate", f"--output_dir={out}", "--noplots"], cwd=REPO,
                    capture_output=True, text=True, check=True)
-    assert sorted(os.listdir(out)) == ["complexity.csv", "leaderboard.csv", "leaderboard.json", "leaderboard.md"]
+    assert sorted(os.listdir(out)) == ["complexity.csv", "leaderboard.csv", "leaderboard.json", "leaderboard.md",
+                                       "report"]
+    assert (out / "report" / "index.html").is_file()
     bad = subprocess.run(command[:4] + ["--mode=list", "--seeds=zero"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: --seeds=zero")
     assert "Traceback" not in bad.stderr
@@ -666,7 +670,9 @@ def test_the_tiny_report_shows_the_leaderboard_s_numbers_and_links_only_to_its_o
         assert parsed.text.count('<svg class="chart"') == 4
         assert sum(src.startswith("img/") for src in parsed.images) >= len(list_methods()) * 2
     for record in board["complexity"]:  # efficiency names the device each number was measured on
-        assert record["device"] in index.text and record["model"] in index.text
+        named = report_pages.device_text(record["environment"])
+        assert record["environment"]["device"] and html.escape(named) in index.text
+        assert record["model"] in index.text
     config_links = [link for link in index.links if link.startswith("configs/")]
     assert len(config_links) == 4 * len(list_methods())  # every training job's config
     assert json.load(open(root / "report" / config_links[0]))["method"] in list_methods()
