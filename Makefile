@@ -3,7 +3,8 @@
 # and CI do not drift with the registry), so both work on a fresh clone. `make test` adds the test
 # extra (torch/torchvision as a parity oracle only; they are never imported by the library; onnx
 # and onnxruntime for the export tests) and jax2onnx without its declared dependencies: it caps
-# orbax-checkpoint below 0.11.37, our lock has 0.12.8, and it never imports orbax (README, "Deploy").
+# orbax-checkpoint below 0.11.37, our lock has 0.12.8, and it never imports orbax (README, "Deploy");
+# and, outside the venv, a Chromium for the HTML report's browser tests (`make browser`, below).
 # `make test-lowest` checks the other end of setup.cfg's ranges (README, "Versions").
 PYTHON ?= python3.11
 VENV := .venv
@@ -31,7 +32,7 @@ LOWEST_TESTS := \
 	tests/export_deploy_test.py::test_stablehlo_equals_the_jax_model[rd4ad] \
 	tests/export_deploy_test.py::test_onnx_under_onnxruntime_equals_the_jax_model[rd4ad]
 
-.PHONY: demo test test-lowest clean
+.PHONY: demo test test-lowest browser clean
 
 # The demo keeps its prepared data and caches inside the clone unless the variables are set.
 demo: export RGPKD_JAX_DATA ?= $(CURDIR)/workdirs/data
@@ -40,8 +41,23 @@ demo: export MPLCONFIGDIR ?= $(CURDIR)/workdirs/cache/matplotlib
 demo: $(VENV)/.installed-demo
 	$(VENV)/bin/python -m rgpkd_jax.main --config configs/demo.py --workdir $(WORKDIR) --mode train_eval
 
-test: $(VENV)/.installed-test
+test: browser $(VENV)/.installed-test
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The HTML report's tests open its pages in headless Chromium (docs/report.md): Debian's chromium
+# package, installed here when no Chromium is found (as root, or with sudo where there is one);
+# RGPKD_JAX_CHROMIUM names another executable. Where it cannot be installed, the browser tests are
+# skipped with the reason, except with CI=true, where that is an error.
+CHROMIUM_FOUND = $(or $(RGPKD_JAX_CHROMIUM),$(shell command -v chromium || command -v chromium-browser || command -v google-chrome))
+browser:
+ifeq ($(CHROMIUM_FOUND),)
+	@SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	{ command -v apt-get >/dev/null && { [ -z "$$SUDO" ] || command -v sudo >/dev/null; } \
+	  && $$SUDO apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	|| { echo "could not install Debian's chromium package: install a Chromium and set RGPKD_JAX_CHROMIUM to it"; \
+	     [ "$$CI" != true ] || exit 1; echo "the HTML report's browser tests will be skipped"; }
+endif
 
 # Installs the lowest versions first, then the package, as a user who already has jax and flax does:
 # the install must keep every one of them (the two freezes equal), then runs LOWEST_TESTS.
