@@ -259,7 +259,7 @@ def _evaluate_split(model, config, out_dir: str, *, teacher_info: dict | None, r
                                         random_teacher=(teacher_info or {}).get("weights") == "random",
                                         sizes=pipeline.image_sizes(config, "test", shown))
                 report_assets.write(predictions, curves, out_dir, threshold=threshold, fpr_limit=ec.fpr_limit,
-                                    inference=predictions["inference"])
+                                    inference=predictions.get("inference"))
         _keep_unwritten(result, unwritten)
     return result
 

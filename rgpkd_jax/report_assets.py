@@ -83,10 +83,11 @@ def _curves_json(curves: dict[str, np.ndarray]) -> dict[str, list[float]]:
 
 
 def write(predictions: dict, curves: dict[str, np.ndarray], out_dir: str, *, threshold: float | None,
-          fpr_limit: float, inference: dict) -> str:
+          fpr_limit: float, inference: dict | None) -> str:
     """Writes ``out_dir/report_assets/`` (the thumbnails, then ``assets.json`` last: its presence
     means the folder is complete). ``predictions``: `evaluate.collect_test_predictions`' arrays
-    (with images); ``inference``: the evaluation's throughput. Returns the folder."""
+    (with images); ``inference``: the evaluation's throughput (None where it was not measured).
+    Returns the folder."""
     folder = os.path.join(out_dir, ASSETS_DIR)
     os.makedirs(folder, exist_ok=True)
     picks = gallery_picks(predictions["label"], predictions["score"])
